@@ -1,0 +1,39 @@
+/*
+ * buf.h: owning, growable byte buffers with a hard cap.
+ *
+ * Invariants: data is NUL-terminated whenever it is non-NULL (the NUL is
+ * not counted in len), len <= max, and growth is overflow-checked. An append
+ * that would pass max fails and leaves the buffer as it was.
+ */
+#ifndef MOAT_BUF_H
+#define MOAT_BUF_H
+
+#include <stddef.h>
+
+struct buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+	size_t	 max;
+};
+
+/* Sets up an empty buffer that may hold up to max bytes. */
+void	buf_init(struct buf *, size_t max);
+/* Frees the storage; the buffer is empty and reusable afterwards. */
+void	buf_free(struct buf *);
+/* Empties the buffer, keeping its storage. */
+void	buf_reset(struct buf *);
+/* Appends n bytes; returns -1 (and changes nothing) past the cap or OOM. */
+int	buf_add(struct buf *, const void *, size_t n);
+/* Appends a C string. */
+int	buf_adds(struct buf *, const char *);
+/* Appends one byte. */
+int	buf_addc(struct buf *, char);
+/* Appends printf-style text; -1 past the cap. */
+int	buf_printf(struct buf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* Appends s as the body of a JSON string (no quotes), escaping as needed
+ * and cutting it at max_in input bytes (0: no cut). */
+int	buf_add_json(struct buf *, const char *s, size_t n, size_t max_in);
+
+#endif
