@@ -1,0 +1,76 @@
+/*
+ * filter.h: the filter API (ARCHITECTURE §2, docs/FILTERS.md).
+ *
+ * A filter is one const struct in one file under src/filters/, listed once
+ * in registry.c. It declares its options in a table (the generic loader
+ * fills them from its INI section and [domain ...] overrides), loads what
+ * it needs per policy in init(), and implements hooks. A hook returns a
+ * verdict; PENDING means it started async work and will call
+ * filter_resume() with the session id; if that does not happen within
+ * [server] timeout_filter, cancel() is called and the fail mode decides.
+ * A filter never writes to the socket, formats a reply or parses INI.
+ */
+#ifndef MOAT_FILTER_H
+#define MOAT_FILTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/config.h"
+#include "../smtp/session.h"
+
+#define FILTER_MAX	32
+
+enum fail_mode {
+	FAIL_DEFER,	/* 451 4.4.3 when the check cannot finish */
+	FAIL_CONTINUE,	/* carry on as if it had no opinion */
+};
+
+struct policy;
+
+/* What a hook sees: the session, and its settings under the policy. */
+struct filter_call {
+	struct session		*s;
+	const void		*conf;	/* the filter's settings struct */
+	void			*state;	/* what init() loaded */
+	const struct policy	*policy;
+};
+
+typedef struct verdict (*filter_hook)(struct filter_call *);
+
+struct filter {
+	const char		*name;		/* INI section, [pipeline] */
+	const char		*summary;	/* one line */
+	const struct opt	*opts;		/* option table */
+	size_t			 conf_size;	/* its settings struct */
+	/* Loads lists etc. for one policy; -1 with err set. */
+	int			(*init)(const void *conf, void **state,
+				    char *err, size_t errlen);
+	void			(*fini)(void *state);
+	filter_hook		 hook[STAGE_COUNT];
+	/* Drops async work of a pending hook (timeout or disconnect). */
+	void			(*cancel)(struct filter_call *);
+	enum fail_mode		 fail;
+};
+
+/* registry.c */
+extern const struct filter *const filter_registry[];
+extern const size_t filter_count;
+const struct filter	*filter_find(const char *name);
+/* Index of a filter in the registry (its slot in a policy). */
+size_t			 filter_index(const struct filter *);
+
+/* Completes a PENDING hook of the session with this id. */
+void	filter_resume(uint64_t sid, struct verdict);
+
+/* Helper for verdicts with static texts. */
+static inline struct verdict
+verdict_make(enum verdict_code c, int smtp, const char *esc,
+    const char *text)
+{
+	struct verdict v = { c, smtp, esc, text, NULL };
+
+	return v;
+}
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * registry.c: every filter moat has, one line each. Adding a check means
+ * adding its file under src/filters/ and its line here.
+ */
+#include <string.h>
+
+#include "filter.h"
+
+extern const struct filter filter_relay;
+extern const struct filter filter_badmailfrom;
+extern const struct filter filter_recipients;
+
+const struct filter *const filter_registry[] = {
+	&filter_relay,
+	&filter_badmailfrom,
+	&filter_recipients,
+};
+
+const size_t filter_count = sizeof(filter_registry) /
+    sizeof(filter_registry[0]);
+
+const struct filter *
+filter_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < filter_count; i++)
+		if (strcmp(filter_registry[i]->name, name) == 0)
+			return filter_registry[i];
+	return NULL;
+}
+
+size_t
+filter_index(const struct filter *f)
+{
+	size_t i;
+
+	for (i = 0; i < filter_count; i++)
+		if (filter_registry[i] == f)
+			break;
+	return i;
+}

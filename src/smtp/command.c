@@ -1,0 +1,707 @@
+/*
+ * command.c: the SMTP command table and what each command does.
+ *
+ * One table says which verb is legal in which state (RFC 5321 §4.1.4);
+ * handlers parse with the pure parsers of parse.c, ask the pipeline, and
+ * reply once the pipeline's verdict is in (command_stage_done()).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "../core/log.h"
+#include "session_int.h"
+
+bool	session_shutting_down;
+
+#define S(x)		(1u << (x))
+#define ANY_CMD		(S(ST_GREET) | S(ST_HELO) | S(ST_MAIL) | S(ST_RCPT))
+#define HEADER_ROOM	4096	/* bytes we may prepend (Received:) */
+
+typedef void (*handler_fn)(struct session *, struct command *);
+
+static void	cmd_helo(struct session *, struct command *);
+static void	cmd_mail(struct session *, struct command *);
+static void	cmd_rcpt(struct session *, struct command *);
+static void	cmd_data(struct session *, struct command *);
+static void	cmd_bdat(struct session *, struct command *);
+static void	cmd_rset(struct session *, struct command *);
+static void	cmd_noop(struct session *, struct command *);
+static void	cmd_quit(struct session *, struct command *);
+static void	cmd_vrfy(struct session *, struct command *);
+static void	cmd_expn(struct session *, struct command *);
+static void	cmd_help(struct session *, struct command *);
+static void	cmd_starttls(struct session *, struct command *);
+static void	cmd_auth(struct session *, struct command *);
+
+static const struct {
+	enum verb	 verb;
+	unsigned	 states;	/* where the verb is legal */
+	bool		 utf8;		/* may carry UTF-8 (RFC 6531) */
+	handler_fn	 fn;
+	const char	*wrong;		/* reply text when out of sequence */
+} commands[] = {
+	{ VERB_HELO, ANY_CMD, false, cmd_helo, NULL },
+	{ VERB_EHLO, ANY_CMD, false, cmd_helo, NULL },
+	{ VERB_MAIL, S(ST_HELO), true, cmd_mail, "Send HELO/EHLO first" },
+	{ VERB_RCPT, S(ST_MAIL) | S(ST_RCPT), true, cmd_rcpt,
+	    "Need MAIL before RCPT" },
+	{ VERB_DATA, S(ST_MAIL) | S(ST_RCPT), false, cmd_data,
+	    "Need RCPT before DATA" },
+	{ VERB_BDAT, S(ST_MAIL) | S(ST_RCPT), false, cmd_bdat,
+	    "Need RCPT before BDAT" },
+	{ VERB_RSET, ANY_CMD, false, cmd_rset, NULL },
+	{ VERB_NOOP, ANY_CMD, true, cmd_noop, NULL },
+	{ VERB_QUIT, ANY_CMD, false, cmd_quit, NULL },
+	{ VERB_VRFY, ANY_CMD, true, cmd_vrfy, NULL },
+	{ VERB_EXPN, ANY_CMD, true, cmd_expn, NULL },
+	{ VERB_HELP, ANY_CMD, false, cmd_help, NULL },
+	{ VERB_STARTTLS, S(ST_HELO), false, cmd_starttls,
+	    "Send EHLO first" },
+	{ VERB_AUTH, ANY_CMD, false, cmd_auth, NULL },
+};
+
+void
+command_greet(struct session *s)
+{
+	session_set_state(s, ST_GREET);
+	reply(s, 220, NULL, "%s ESMTP %s", s->conf->hostname,
+	    s->conf->banner);
+}
+
+void
+command_line(struct session *s, char *line, size_t len)
+{
+	struct command	 cmd;
+	enum parse_err	 e;
+	size_t		 i;
+
+	if (log_enabled(LVL_TRACE))
+		log_msg(LVL_TRACE, s->id, "in=\"%.*s\"", (int)(len > 200 ?
+		    200 : len), line);
+	e = parse_command(line, len, &cmd);
+	if (e == PARSE_NUL || e == PARSE_CTRL) {
+		reply_error(s, 500, "5.5.2", "Syntax error (control character "
+		    "in command)");
+		return;
+	}
+	if (session_shutting_down && !s->txn.active) {
+		reply(s, 421, "4.3.2", "%s Service shutting down",
+		    s->conf->hostname);
+		session_quit(s);
+		return;
+	}
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].verb == cmd.verb)
+			break;
+	if (i == sizeof(commands) / sizeof(commands[0])) {
+		reply_error(s, 500, "5.5.2", "Command unrecognized");
+		return;
+	}
+	if (cmd.has8bit && (!commands[i].utf8 || !s->conf->smtputf8 ||
+	    e == PARSE_BAD_UTF8)) {
+		reply_error(s, 500, "5.5.2", "Syntax error (8-bit data in "
+		    "command)");
+		return;
+	}
+	if (!(commands[i].states & S(s->state))) {
+		reply_error(s, 503, "5.5.1", commands[i].wrong != NULL ?
+		    commands[i].wrong : "Bad sequence of commands");
+		return;
+	}
+	commands[i].fn(s, &cmd);
+}
+
+static void
+cmd_helo(struct session *s, struct command *c)
+{
+	if (c->arg.len == 0 || c->arg.len > LIMIT_HELO) {
+		reply_error(s, 501, "5.5.4", "Syntax: HELO/EHLO hostname");
+		return;
+	}
+	txn_reset(s);
+	tls_describe(s);
+	str_copy(s->helo, sizeof(s->helo), c->arg);
+	s->esmtp = c->verb == VERB_EHLO;
+	session_stage(s, STAGE_HELO);
+}
+
+static void
+helo_reply(struct session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (!s->esmtp) {
+		reply(s, 250, NULL, "%s", s->conf->hostname);
+		return;
+	}
+	evbuffer_add_printf(out, "250-%s\r\n", s->conf->hostname);
+	if (s->conf->pipelining)
+		evbuffer_add_printf(out, "250-PIPELINING\r\n");
+	evbuffer_add_printf(out, "250-SIZE %lld\r\n",
+	    s->conf->max_message_size);
+	evbuffer_add_printf(out, "250-8BITMIME\r\n");
+	evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
+	if (s->tls_ctx != NULL && !s->tls)
+		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	if (s->conf->smtputf8)
+		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
+	if (s->conf->chunking)
+		evbuffer_add_printf(out, "250-CHUNKING\r\n");
+	evbuffer_add_printf(out, "250 HELP\r\n");
+}
+
+/* Maps a path parse failure to its reply (RFC 5321 §4.2.3, RFC 3463). */
+static void
+path_error(struct session *s, enum parse_err e, bool is_rcpt)
+{
+	switch (e) {
+	case PARSE_TOO_LONG:
+		reply_error(s, 501, is_rcpt ? "5.1.3" : "5.1.7",
+		    "Address too long");
+		break;
+	case PARSE_PARAM:
+		reply_error(s, 555, "5.5.4", "Unsupported parameter");
+		break;
+	case PARSE_PARAM_VALUE:
+		reply_error(s, 501, "5.5.4", "Bad parameter value");
+		break;
+	default:
+		reply_error(s, 501, is_rcpt ? "5.1.3" : "5.1.7",
+		    "Bad address syntax");
+		break;
+	}
+}
+
+static void
+cmd_mail(struct session *s, struct command *c)
+{
+	struct txn	*t = &s->txn;
+	struct str	 rest;
+	enum parse_err	 e;
+
+	if (!str_iprefix(c->arg, "FROM:")) {
+		reply_error(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	c->arg.p += 5;
+	c->arg.len -= 5;
+	e = parse_path(c->arg, &t->from, &rest, true, false,
+	    s->conf->smtputf8);
+	if (e == PARSE_OK)
+		e = parse_mail_params(rest, &t->params);
+	if (e != PARSE_OK) {
+		path_error(s, e, false);
+		return;
+	}
+	if (!s->esmtp && rest.len > 0) {
+		reply_error(s, 555, "5.5.4", "Parameters need EHLO");
+		return;
+	}
+	if (t->params.body == BODY_BINARYMIME) {
+		reply_error(s, 555, "5.5.4", "BINARYMIME not supported");
+		return;
+	}
+	if (t->from.utf8 && !t->params.smtputf8) {
+		reply_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
+		return;
+	}
+	if (t->params.size > s->conf->max_message_size) {
+		reply(s, 552, "5.3.4", "Message too big (limit %lld bytes)",
+		    s->conf->max_message_size);
+		return;
+	}
+	t->active = true;
+	clock_gettime(CLOCK_REALTIME, &t->t_mail);
+	t->delayed = VERDICT(V_CONTINUE);
+	session_stage(s, STAGE_MAIL);
+}
+
+/* Stores a recipient attempt; NULL past the limit. */
+static struct rcpt *
+rcpt_add(struct session *s)
+{
+	struct txn	*t = &s->txn;
+	struct rcpt	*r;
+	size_t		 cap;
+
+	if (t->nrcpt >= (size_t)s->conf->max_recipients * 2)
+		return NULL;
+	if (t->nrcpt == t->cap) {
+		cap = t->cap ? t->cap * 2 : 4;
+		if ((r = reallocarray(t->rcpts, cap, sizeof(*r))) == NULL)
+			return NULL;
+		t->rcpts = r;
+		t->cap = cap;
+	}
+	r = &t->rcpts[t->nrcpt++];
+	memset(r, 0, sizeof(*r));
+	return r;
+}
+
+/* postmaster@ (RFC 5321 §4.5.1) and abuse@ (RFC 2142) of our domains
+ * are always reachable: delayed rejections do not apply to them. */
+static bool
+rcpt_exempt(const struct rcpt *r)
+{
+	if (r->path.quoted || (!r->local && r->path.domain[0] != '\0'))
+		return false;
+	return strcasecmp(r->path.local, "postmaster") == 0 ||
+	    strcasecmp(r->path.local, "abuse") == 0;
+}
+
+static void
+cmd_rcpt(struct session *s, struct command *c)
+{
+	struct txn	*t = &s->txn;
+	struct rcpt	*r;
+	struct str	 rest;
+	enum parse_err	 e;
+	struct path	 p;
+
+	if (!str_iprefix(c->arg, "TO:")) {
+		reply_error(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
+		return;
+	}
+	c->arg.p += 3;
+	c->arg.len -= 3;
+	e = parse_path(c->arg, &p, &rest, false, true, t->params.smtputf8);
+	if (e == PARSE_OK)
+		e = parse_rcpt_params(rest);
+	if (e != PARSE_OK) {
+		path_error(s, e, true);
+		return;
+	}
+	if (t->naccepted >= (size_t)s->conf->max_recipients ||
+	    (r = rcpt_add(s)) == NULL) {
+		reply(s, 452, "4.5.3", "Too many recipients");
+		return;
+	}
+	r->path = p;
+	if (p.domain[0] != '\0')
+		snprintf(r->addr, sizeof(r->addr), "%s@%s", p.local, p.domain);
+	else
+		snprintf(r->addr, sizeof(r->addr), "%s", p.local);
+	r->policy = s->ops->policy_for(p.domain);
+	r->local = p.domain[0] == '\0' || s->ops->is_local(r->policy,
+	    p.domain);
+	r->exempt = rcpt_exempt(r);
+	t->cur = r;
+	/* One transaction, one policy (ARCHITECTURE §2). */
+	if (t->naccepted > 0 && r->policy != t->policy) {
+		r->verdict = VERDICT(V_DEFER);
+		r->verdict.by = "policy";
+		snprintf(r->reply, sizeof(r->reply), "452 4.5.3 Recipient "
+		    "of another policy: send it in a new transaction");
+		reply(s, 452, "4.5.3", "Recipient of another policy: send it "
+		    "in a new transaction");
+		return;
+	}
+	/* Delay-deny: earlier rejections apply now, except to exempt. */
+	if (!r->exempt && (s->delayed.code != V_CONTINUE ||
+	    t->delayed.code != V_CONTINUE)) {
+		r->verdict = s->delayed.code != V_CONTINUE ? s->delayed :
+		    t->delayed;
+		if (r->verdict.code == V_DENY_DISCONNECT)
+			r->verdict.code = V_DENY;
+		reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+		return;
+	}
+	session_stage(s, STAGE_RCPT);
+}
+
+/* Room for the trace header, then the reader takes the client's part. */
+static int
+data_begin(struct session *s, bool dot)
+{
+	struct txn	*t = &s->txn;
+	char		 date[64];
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+	const char	*proto;
+
+	buf_init(&t->msg, (size_t)s->conf->max_message_size + HEADER_ROOM);
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
+	/* RFC 3848 protocol names. */
+	proto = t->params.smtputf8 ? (s->tls ? "UTF8SMTPS" : "UTF8SMTP") :
+	    s->esmtp ? (s->tls ? "ESMTPS" : "ESMTP") : "SMTP";
+	if (buf_printf(&t->msg, "Received: from %s ([%s])\r\n\tby %s (moat) "
+	    "with %s%s%s%s id %016llx", s->helo, s->ip, s->conf->hostname,
+	    proto, s->tls ? " (" : "", s->tls ? s->tls_info : "",
+	    s->tls ? ")" : "", (unsigned long long)s->id) == -1)
+		return -1;
+	if (t->naccepted == 1) {
+		size_t i;
+
+		for (i = 0; i < t->nrcpt; i++)
+			if (t->rcpts[i].accepted)
+				buf_printf(&t->msg, "\r\n\tfor <%s>",
+				    t->rcpts[i].addr);
+	}
+	if (buf_printf(&t->msg, ";\r\n\t%s\r\n", date) == -1)
+		return -1;
+	t->msg_start = t->msg.len;
+	data_init(&s->dr, &t->msg, dot, (size_t)s->conf->max_message_size,
+	    (size_t)s->conf->max_line, (size_t)s->conf->max_header_lines);
+	clock_gettime(CLOCK_REALTIME, &t->t_data);
+	return 0;
+}
+
+static void
+cmd_data(struct session *s, struct command *c)
+{
+	if (c->arg.len != 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: DATA");
+		return;
+	}
+	if (s->txn.naccepted == 0) {
+		reply_error(s, 554, "5.5.1", s->txn.nrcpt > 0 ?
+		    "No valid recipients" : "Need RCPT before DATA");
+		return;
+	}
+	/* RFC 2920 §3.1: DATA ends a pipelined group; anything the client
+	 * sent after it came before our 354 and is not a message. */
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		s->early_talker = true;
+	s->txn.chunked = false;
+	session_stage(s, STAGE_DATA);
+}
+
+static void
+cmd_bdat(struct session *s, struct command *c)
+{
+	long long	size;
+	bool		last;
+
+	if (!s->conf->chunking) {
+		reply_error(s, 502, "5.5.1", "BDAT not available");
+		return;
+	}
+	/* A BDAT whose size we cannot read cannot be skipped: the bytes that
+	 * follow would be read as commands, so we hang up (RFC 3030 §2). */
+	if (parse_bdat(c->arg, &size, &last) != PARSE_OK ||
+	    size > s->conf->max_message_size + 1) {
+		reply(s, 501, "5.5.4", "Syntax: BDAT size [LAST]; closing");
+		session_quit(s);
+		return;
+	}
+	s->bdat_left = size;
+	s->bdat_last = last;
+	if (s->txn.t_data.tv_sec != 0 || s->bdat_bad) {
+		/* A later chunk of a message already under way. */
+		session_set_state(s, ST_BDAT);
+		if (s->bdat_left == 0)
+			command_data_done(s);
+		return;
+	}
+	if (s->txn.naccepted == 0) {
+		s->bdat_bad = true;
+		session_set_state(s, ST_BDAT);
+		if (s->bdat_left == 0)
+			command_data_done(s);
+		return;
+	}
+	s->txn.chunked = true;
+	session_stage(s, STAGE_DATA);
+}
+
+static void
+cmd_rset(struct session *s, struct command *c)
+{
+	(void)c;
+	txn_reset(s);
+	s->bdat_bad = false;
+	if (s->state > ST_HELO)
+		session_set_state(s, ST_HELO);
+	reply(s, 250, "2.0.0", "OK");
+}
+
+static void
+cmd_noop(struct session *s, struct command *c)
+{
+	(void)c;
+	reply(s, 250, "2.0.0", "OK");
+}
+
+static void
+cmd_quit(struct session *s, struct command *c)
+{
+	(void)c;
+	reply(s, 221, "2.0.0", "%s Bye", s->conf->hostname);
+	session_quit(s);
+}
+
+static void
+cmd_vrfy(struct session *s, struct command *c)
+{
+	(void)c;
+	/* RFC 5321 §3.5.3: 252 when we will not verify. */
+	reply(s, 252, "2.5.2", "Cannot VRFY user, but will accept message");
+}
+
+static void
+cmd_expn(struct session *s, struct command *c)
+{
+	(void)c;
+	reply(s, 502, "5.5.1", "EXPN not available");
+}
+
+static void
+cmd_help(struct session *s, struct command *c)
+{
+	(void)c;
+	reply(s, 214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT "
+	    "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+}
+
+static void
+cmd_auth(struct session *s, struct command *c)
+{
+	(void)c;
+	reply_error(s, 502, "5.5.1", "AUTH not available");
+}
+
+static void
+cmd_starttls(struct session *s, struct command *c)
+{
+	if (s->tls_ctx == NULL || s->tls) {
+		reply_error(s, 502, "5.5.1", s->tls ? "Already in TLS" :
+		    "STARTTLS not available");
+		return;
+	}
+	if (c->arg.len != 0) {
+		reply_error(s, 501, "5.5.4", "Syntax: STARTTLS");
+		return;
+	}
+	reply(s, 220, "2.0.0", "Ready to start TLS");
+	/* CVE-2011-0411: whatever the client pipelined after STARTTLS was
+	 * sent in clear text and is discarded, never run under TLS. */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	if (tls_start(s) == -1) {
+		session_quit(s);
+		return;
+	}
+	/* RFC 3207 §4.2: forget everything learnt before TLS. */
+	txn_reset(s);
+	s->helo[0] = '\0';
+	s->esmtp = false;
+	session_set_state(s, ST_GREET);
+}
+
+/* The message (or last chunk) is in: check it, then filters and queue. */
+static void
+data_end(struct session *s)
+{
+	struct txn	*t = &s->txn;
+	unsigned	 f = s->dr.flags;
+	const char	*why = NULL, *esc = "5.6.0";
+	int		 code = 550;
+
+	clock_gettime(CLOCK_REALTIME, &t->t_data_end);
+	t->data_flags = f;
+	session_set_state(s, ST_HELO);
+	if (f & DATA_TOO_BIG) {
+		code = 552;
+		esc = "5.3.4";
+		why = "Message too big";
+	} else if (f & DATA_NUL)
+		why = "NUL character in message (RFC 5321 2.3.8)";
+	else if (f & (DATA_BARE_LF | DATA_BARE_CR))
+		why = "Bare CR or LF in message; lines must end in CRLF "
+		    "(RFC 5321 2.3.8)";
+	else if (f & DATA_LONG_LINE)
+		why = "Line too long (RFC 5321 4.5.3.1.6)";
+	else if (f & DATA_HEADERS) {
+		code = 552;
+		esc = "5.3.4";
+		why = "Too many header lines";
+	}
+	if (why != NULL) {
+		t->result = VERDICT(V_DENY);
+		t->result.smtp = code;
+		t->result.esc = esc;
+		t->result.by = "smtp";
+		snprintf(t->result_text, sizeof(t->result_text), "%s", why);
+		t->result.text = t->result_text;
+		reply_verdict(s, &t->result, NULL, 0);
+		txn_reset(s);
+		return;
+	}
+	session_stage(s, STAGE_DATA_POST);
+}
+
+void
+command_data_done(struct session *s)
+{
+	if (s->state == ST_BDAT) {
+		if (s->bdat_bad) {
+			session_set_state(s, ST_MAIL);
+			if (s->bdat_last)
+				s->bdat_bad = false;
+			reply_error(s, 554, "5.5.1", "No valid recipients");
+			return;
+		}
+		if (!s->bdat_last) {
+			session_set_state(s, ST_RCPT);
+			reply(s, 250, "2.0.0", "%lld octets received",
+			    (long long)s->dr.total);
+			return;
+		}
+		data_finish(&s->dr);
+	}
+	data_end(s);
+}
+
+static void
+rcpt_done(struct session *s, struct verdict v)
+{
+	struct txn	*t = &s->txn;
+	struct rcpt	*r = t->cur;
+
+	r->verdict = v;
+	if (v.code == V_CONTINUE || v.code == V_ACCEPT) {
+		/* Filters said yes: the queue stage may still say no. */
+		session_set_state(s, ST_RCPT);
+		s->pending = STAGE_QUEUE;
+		s->ops->queue_rcpt(s, r);
+		return;
+	}
+	reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+}
+
+void
+command_stage_done(struct session *s, enum stage st, struct verdict v)
+{
+	bool deny = v.code == V_DENY || v.code == V_DEFER ||
+	    v.code == V_DENY_DISCONNECT;
+
+	switch (st) {
+	case STAGE_CONNECT:
+	case STAGE_HELO:
+		if (v.code == V_DENY_DISCONNECT || (deny &&
+		    !s->conf->delay_deny)) {
+			if (st == STAGE_CONNECT)
+				txnlog_refused(s, v.text != NULL ? v.text :
+				    "policy");
+			reply_verdict(s, &v, NULL, 0);
+			if (st == STAGE_CONNECT)
+				session_quit(s);
+			return;
+		}
+		if (deny)
+			s->delayed = v;
+		if (st == STAGE_CONNECT)
+			command_greet(s);
+		else {
+			session_set_state(s, ST_HELO);
+			helo_reply(s);
+		}
+		return;
+	case STAGE_MAIL:
+		if (v.code == V_DENY_DISCONNECT || (deny &&
+		    !s->conf->delay_deny)) {
+			reply_verdict(s, &v, NULL, 0);
+			txn_reset(s);
+			return;
+		}
+		if (deny)
+			s->txn.delayed = v;
+		session_set_state(s, ST_MAIL);
+		reply(s, 250, "2.1.0", "Sender OK");
+		return;
+	case STAGE_RCPT:
+		rcpt_done(s, v);
+		return;
+	case STAGE_DATA:
+		if (deny) {
+			reply_verdict(s, &v, NULL, 0);
+			if (s->early_talker)
+				session_quit(s);
+			return;
+		}
+		if (!s->txn.chunked && evbuffer_get_length(
+		    bufferevent_get_input(s->bev)) > 0)
+			s->early_talker = true;
+		if (s->early_talker) {
+			log_msg(LVL_INFO, s->id, "event=early_data");
+			reply(s, 554, "5.5.0", "Message data sent before the "
+			    "354 reply (RFC 2920 3.1); closing");
+			session_quit(s);
+			return;
+		}
+		if (data_begin(s, !s->txn.chunked) == -1) {
+			reply(s, 451, "4.3.0", "Out of memory");
+			txn_reset(s);
+			session_set_state(s, ST_HELO);
+			return;
+		}
+		if (s->txn.chunked) {
+			session_set_state(s, ST_BDAT);
+			if (s->bdat_left == 0)
+				command_data_done(s);
+		} else {
+			session_set_state(s, ST_DATA);
+			reply(s, 354, NULL, "End data with <CR><LF>.<CR><LF>");
+		}
+		return;
+	case STAGE_DATA_POST:
+		if (deny) {
+			s->txn.result = v;
+			reply_verdict(s, &v, s->txn.result_text,
+			    sizeof(s->txn.result_text));
+			s->txn.result.text = s->txn.result_text;
+			txn_reset(s);
+			return;
+		}
+		s->pending = STAGE_QUEUE;
+		s->txn.queue_msg = true;
+		s->ops->queue_data(s);
+		return;
+	default:
+		return;
+	}
+}
+
+void
+command_queued(struct session *s, struct verdict v)
+{
+	struct txn	*t = &s->txn;
+	struct rcpt	*r = t->cur;
+
+	if (!t->queue_msg) {
+		/* The backend's word on one recipient. */
+		if (v.code == V_CONTINUE || v.code == V_ACCEPT) {
+			r->accepted = true;
+			if (t->naccepted++ == 0)
+				t->policy = r->policy;
+			snprintf(r->reply, sizeof(r->reply), "250 2.1.5 OK");
+			reply(s, 250, "2.1.5", "Recipient OK");
+			return;
+		}
+		r->verdict = v;
+		reply_verdict(s, &v, r->reply, sizeof(r->reply));
+		if (t->naccepted == 0)
+			session_set_state(s, ST_MAIL);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &t->t_queued);
+	t->result = v;
+	if (v.code == V_CONTINUE || v.code == V_ACCEPT) {
+		s->messages++;
+		snprintf(t->result_text, sizeof(t->result_text),
+		    "250 2.0.0 Ok: queued as %016llx.%u",
+		    (unsigned long long)s->id, s->messages);
+		reply(s, 250, "2.0.0", "Ok: queued as %016llx.%u",
+		    (unsigned long long)s->id, s->messages);
+	} else
+		reply_verdict(s, &v, t->result_text, sizeof(t->result_text));
+	t->result.text = NULL;
+	txn_reset(s);
+}

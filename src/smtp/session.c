@@ -1,0 +1,516 @@
+/*
+ * session.c: a session's life: buffers, input loop, state, replies,
+ * pending stages and teardown (commands live in command.c).
+ *
+ * Input stays in the bufferevent's evbuffer until a whole line (or a
+ * chunk of message data) can be taken; a line is measured before it is
+ * copied out, and the read high-watermark bounds what a client can make us
+ * hold. Teardown happens only from top-level callbacks, so handlers may
+ * ask to close without freeing the session under their own feet.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "../core/log.h"
+#include "session_int.h"
+
+#define ID_BUCKETS	16384
+#define READ_HIGHWATER	(64 * 1024)
+
+const char *const stage_names[STAGE_COUNT] = {
+	"connect", "helo", "mail", "rcpt", "data", "data_post", "queue",
+	"disconnect"
+};
+
+const char *const state_names[ST_COUNT] = {
+	"connect", "greet", "helo", "mail", "rcpt", "data", "bdat", "quit"
+};
+
+static struct session	*by_id[ID_BUCKETS];
+static size_t		 nsessions;
+static uint32_t		 id_counter;
+
+static void	session_process(struct session *);
+static void	session_maybe_free(struct session *);
+
+/* Session ids: seconds, pid and a counter, so they sort by time and
+ * differ between workers. */
+static uint64_t
+session_new_id(void)
+{
+	return ((uint64_t)time(NULL) << 32) |
+	    ((uint64_t)(getpid() & 0xffff) << 16) | (++id_counter & 0xffff);
+}
+
+struct session *
+session_find(uint64_t id)
+{
+	struct session *s;
+
+	for (s = by_id[id % ID_BUCKETS]; s != NULL; s = s->hnext)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+size_t
+session_count(void)
+{
+	return nsessions;
+}
+
+void
+session_foreach(void (*fn)(struct session *))
+{
+	struct session	*s, *next;
+	size_t		 i;
+
+	for (i = 0; i < ID_BUCKETS; i++)
+		for (s = by_id[i]; s != NULL; s = next) {
+			next = s->hnext;
+			fn(s);
+		}
+}
+
+void
+session_set_state(struct session *s, enum state st)
+{
+	if (log_enabled(LVL_TRACE))
+		log_msg(LVL_TRACE, s->id, "state %s -> %s",
+		    state_names[s->state], state_names[st]);
+	s->state = st;
+}
+
+void
+reply(struct session *s, int code, const char *esc, const char *fmt, ...)
+{
+	struct evbuffer	*out = bufferevent_get_output(s->bev);
+	va_list		 ap;
+
+	if (esc != NULL)
+		evbuffer_add_printf(out, "%d %s ", code, esc);
+	else
+		evbuffer_add_printf(out, "%d ", code);
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+void
+reply_error(struct session *s, int code, const char *esc, const char *text)
+{
+	reply(s, code, esc, "%s", text);
+	if (++s->errors >= (unsigned)s->conf->max_errors) {
+		log_msg(LVL_INFO, s->id, "event=disconnect reason=errors "
+		    "count=%u", s->errors);
+		reply(s, 421, "4.7.0", "%s Too many errors, closing",
+		    s->conf->hostname);
+		session_quit(s);
+	}
+}
+
+void
+reply_verdict(struct session *s, const struct verdict *v, char *copy,
+    size_t copylen)
+{
+	int		 code = v->smtp;
+	const char	*esc = v->esc, *text = v->text;
+	bool		 temp = v->code == V_DEFER;
+
+	if (code == 0)
+		code = temp ? 451 : v->code == V_DENY_DISCONNECT ? 554 : 550;
+	temp = code / 100 == 4;
+	if (esc == NULL)
+		esc = temp ? "4.7.1" : "5.7.1";
+	if (text == NULL)
+		text = temp ? "Try again later" : "Rejected by policy";
+	reply(s, code, esc, "%s", text);
+	if (copy != NULL)
+		snprintf(copy, copylen, "%d %s %s", code, esc, text);
+	if (v->code == V_DENY_DISCONNECT)
+		session_quit(s);
+}
+
+void
+session_quit(struct session *s)
+{
+	if (s->state == ST_QUIT)
+		return;
+	session_set_state(s, ST_QUIT);
+	s->closing = true;
+	bufferevent_disable(s->bev, EV_READ);
+}
+
+int
+session_symbol(struct session *s, const char *name, double score)
+{
+	struct txn *t = &s->txn;
+
+	if (t->nsym >= LIMIT_SYMBOLS)
+		return -1;
+	t->sym[t->nsym].name = name;
+	t->sym[t->nsym].score = score;
+	t->nsym++;
+	t->score += score;
+	return 0;
+}
+
+void
+txn_reset(struct session *s)
+{
+	struct txn *t = &s->txn;
+
+	if (t->active && !t->logged)
+		txnlog_transaction(s);
+	if (t->backend != NULL)
+		s->ops->queue_abort(s);
+	free(t->rcpts);
+	buf_free(&t->msg);
+	memset(t, 0, sizeof(*t));
+}
+
+void
+session_timer(struct session *s, long long secs, void (*cb)(struct session *))
+{
+	struct timeval tv = { (time_t)secs, 0 };
+
+	s->timer_cb = cb;
+	if (secs > 0)
+		evtimer_add(s->timer, &tv);
+	else
+		evtimer_del(s->timer);
+}
+
+static void
+timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->timer_cb != NULL)
+		s->timer_cb(s);
+	session_maybe_free(s);
+}
+
+/* Read timeouts follow the state: commands, message data, or none while
+ * we are the one the client waits for. */
+static void
+session_timeouts(struct session *s)
+{
+	struct timeval	 rd, wr;
+	long long	 t;
+
+	t = s->state == ST_DATA || s->state == ST_BDAT ?
+	    s->conf->timeout_data : s->conf->timeout_command;
+	rd.tv_sec = (time_t)t;
+	rd.tv_usec = 0;
+	wr = rd;
+	bufferevent_set_timeouts(s->bev, s->pending == STAGE_COUNT ? &rd :
+	    NULL, &wr);
+}
+
+void
+session_stage(struct session *s, enum stage st)
+{
+	s->pending = st;
+	s->pl_index = 0;
+	session_timeouts(s);
+	s->ops->stage(s, st);
+}
+
+void
+session_resume(uint64_t id, struct verdict v)
+{
+	struct session	*s = session_find(id);
+	enum stage	 st;
+
+	if (s == NULL || s->pending == STAGE_COUNT)
+		return;		/* the session is gone or moved on */
+	st = s->pending;
+	s->pending = STAGE_COUNT;
+	session_timeouts(s);
+	command_stage_done(s, st, v);
+	if (!s->in_process) {
+		session_process(s);
+		session_maybe_free(s);
+	}
+}
+
+void
+session_queued(uint64_t id, struct verdict v)
+{
+	struct session *s = session_find(id);
+
+	if (s == NULL || s->pending != STAGE_QUEUE)
+		return;
+	s->pending = STAGE_COUNT;
+	session_timeouts(s);
+	command_queued(s, v);
+	if (!s->in_process) {
+		session_process(s);
+		session_maybe_free(s);
+	}
+}
+
+/* Takes message bytes (DATA or a BDAT chunk) from the input buffer. */
+static bool
+session_read_data(struct session *s, struct evbuffer *in)
+{
+	struct evbuffer_iovec	 v;
+	size_t			 n, used;
+	bool			 done = false;
+
+	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+		return false;
+	n = v.iov_len;
+	if (s->state == ST_BDAT) {
+		if ((long long)n > s->bdat_left)
+			n = (size_t)s->bdat_left;
+		used = data_feed(&s->dr, v.iov_base, n, &done);
+		s->bdat_left -= (long long)used;
+		evbuffer_drain(in, used);
+		if (s->bdat_left == 0)
+			command_data_done(s);
+		return true;
+	}
+	used = data_feed(&s->dr, v.iov_base, n, &done);
+	evbuffer_drain(in, used);
+	if (done)
+		command_data_done(s);
+	return true;
+}
+
+/*
+ * Takes one command line. A line is measured before it is copied: one
+ * past the limit is answered and skipped up to its end, never cut and
+ * run. Returns false when no whole line is buffered.
+ */
+static bool
+session_read_line(struct session *s, struct evbuffer *in)
+{
+	char			 line[LIMIT_COMMAND_LINE_EXT + 1];
+	struct evbuffer_ptr	 eol;
+	size_t			 eol_len, avail = evbuffer_get_length(in);
+
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos == -1) {
+		if (avail <= LIMIT_COMMAND_LINE_EXT)
+			return false;
+		evbuffer_drain(in, avail);
+		if (!s->skip_line) {
+			s->skip_line = true;
+			reply_error(s, 500, "5.5.2", "Line too long");
+		}
+		return true;
+	}
+	if (s->skip_line) {
+		s->skip_line = false;
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		return true;
+	}
+	if ((size_t)eol.pos + eol_len > LIMIT_COMMAND_LINE_EXT) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		reply_error(s, 500, "5.5.2", "Line too long");
+		return true;
+	}
+	evbuffer_remove(in, line, (size_t)eol.pos + eol_len);
+	line[eol.pos] = '\0';
+	command_line(s, line, (size_t)eol.pos);
+	return true;
+}
+
+/* Works through buffered input until it runs out or a stage is pending. */
+static void
+session_process(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	s->in_process = true;
+	while (!s->closing && s->pending == STAGE_COUNT &&
+	    evbuffer_get_length(in) > 0) {
+		if (s->state == ST_DATA || s->state == ST_BDAT) {
+			if (!session_read_data(s, in))
+				break;
+		} else if (!session_read_line(s, in))
+			break;
+	}
+	s->in_process = false;
+	session_timeouts(s);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct session **pp;
+
+	s->pending = STAGE_COUNT;
+	txn_reset(s);
+	s->ops->stage(s, STAGE_DISCONNECT);
+	for (pp = &by_id[s->id % ID_BUCKETS]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == s) {
+			*pp = s->hnext;
+			break;
+		}
+	nsessions--;
+	log_msg(LVL_INFO, s->id, "event=close ip=%s messages=%u", s->ip,
+	    s->messages);
+	s->ops->closed(s);
+	event_free(s->timer);
+	bufferevent_free(s->bev);
+	free(s);
+}
+
+/* Frees a closing session once its last reply has left. */
+static void
+session_maybe_free(struct session *s)
+{
+	if (!s->closing || s->in_process)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+}
+
+static void
+read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_process(s);
+	session_maybe_free(s);
+}
+
+static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_maybe_free(arg);
+}
+
+static void
+event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_msg(LVL_INFO, s->id, "event=timeout state=%s",
+		    state_names[s->state]);
+		if (!s->closing) {
+			reply(s, 421, "4.4.2", "%s Timeout, closing",
+			    s->conf->hostname);
+			session_quit(s);
+		}
+		/* Give the 421 a moment; a stuck writer is dropped. */
+		if (what & BEV_EVENT_WRITING) {
+			session_free(s);
+			return;
+		}
+		bufferevent_enable(bev, EV_WRITE);
+		session_maybe_free(s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (what & BEV_EVENT_ERROR)
+			log_msg(LVL_DEBUG, s->id, "event=error errno=%d",
+			    EVUTIL_SOCKET_ERROR());
+		session_free(s);
+	}
+}
+
+/* Wires callbacks to a (possibly new, after STARTTLS) bufferevent. */
+void
+session_attach(struct session *s, struct bufferevent *bev)
+{
+	s->bev = bev;
+	bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGHWATER);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	session_timeouts(s);
+}
+
+struct session *
+session_new(struct event_base *base, struct bufferevent *bev,
+    const struct sockaddr *peer, socklen_t peerlen,
+    const struct sockaddr *local, socklen_t locallen,
+    const struct smtp_conf *conf, const struct session_ops *ops,
+    struct ssl_ctx_st *tls_ctx)
+{
+	struct session *s;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	if ((s->timer = evtimer_new(base, timer_fired, s)) == NULL) {
+		bufferevent_free(bev);
+		free(s);
+		return NULL;
+	}
+	s->id = session_new_id();
+	s->base = base;
+	s->conf = conf;
+	s->ops = ops;
+	s->tls_ctx = tls_ctx;
+	s->pending = STAGE_COUNT;
+	s->state = ST_CONNECT;
+	if (peerlen > sizeof(s->peer))
+		peerlen = sizeof(s->peer);
+	memcpy(&s->peer, peer, peerlen);
+	s->peerlen = peerlen;
+	if (local != NULL && locallen <= sizeof(s->local)) {
+		memcpy(&s->local, local, locallen);
+		s->locallen = locallen;
+	}
+	if (evutil_inet_ntop(peer->sa_family, peer->sa_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)(const void *)peer)->
+	    sin6_addr : (const void *)&((const struct sockaddr_in *)
+	    (const void *)peer)->sin_addr, s->ip, sizeof(s->ip)) == NULL)
+		snprintf(s->ip, sizeof(s->ip), "unknown");
+	clock_gettime(CLOCK_REALTIME, &s->t_connect);
+	s->hnext = by_id[s->id % ID_BUCKETS];
+	by_id[s->id % ID_BUCKETS] = s;
+	nsessions++;
+	session_attach(s, bev);
+	log_msg(LVL_INFO, s->id, "event=connect ip=%s", s->ip);
+	s->in_process = true;
+	session_stage(s, STAGE_CONNECT);
+	s->in_process = false;
+	if (s->pending == STAGE_COUNT)
+		session_process(s);
+	session_maybe_free(s);
+	return s;
+}
+
+void
+session_drain(struct session *s)
+{
+	/* Idle between transactions: say goodbye now. Otherwise the
+	 * transaction finishes and the next command is refused. */
+	if (s->pending == STAGE_COUNT && !s->txn.active &&
+	    s->state != ST_DATA && s->state != ST_BDAT) {
+		reply(s, 421, "4.3.2", "%s Service shutting down",
+		    s->conf->hostname);
+		session_quit(s);
+		session_maybe_free(s);
+	}
+}
+
+void
+session_close(struct session *s)
+{
+	s->closing = true;
+	s->in_process = false;
+	session_free(s);
+}

@@ -1,0 +1,198 @@
+/*
+ * session.h: one SMTP conversation (RFC 5321) with one client.
+ *
+ * The smtp layer owns the socket, the state machine, replies and limits.
+ * It asks the layers above through struct session_ops, wired by the
+ * daemon: the filter pipeline for verdicts, delivery for the queue stage.
+ * Every such request completes through session_resume() or
+ * session_queued(), possibly later (async), and finds the session by id.
+ *
+ * Invariants: one state field, changed only by session_set_state(); while
+ * s->pending is set no input is processed (pipelined commands stay in the
+ * input buffer); nothing is answered 250 at end of data until the queue
+ * stage reports the message durable.
+ */
+#ifndef MOAT_SESSION_H
+#define MOAT_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "../core/buf.h"
+#include "data.h"
+#include "parse.h"
+#include "verdict.h"
+
+struct event_base;
+struct bufferevent;
+struct event;
+struct ssl_ctx_st;
+struct policy;
+struct backend;
+struct session;
+
+enum state {
+	ST_CONNECT,	/* connect hooks running, nothing said yet */
+	ST_GREET,	/* greeted, waiting for HELO/EHLO */
+	ST_HELO,	/* ready for MAIL */
+	ST_MAIL,	/* MAIL accepted, no recipient yet */
+	ST_RCPT,	/* at least one recipient accepted */
+	ST_DATA,	/* reading a DATA message */
+	ST_BDAT,	/* reading a BDAT chunk */
+	ST_QUIT,	/* closing once output is flushed */
+	ST_COUNT
+};
+
+/* Pipeline stages, in the order a session meets them (ARCHITECTURE §2). */
+enum stage {
+	STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA,
+	STAGE_DATA_POST, STAGE_QUEUE, STAGE_DISCONNECT, STAGE_COUNT
+};
+
+extern const char *const stage_names[STAGE_COUNT];
+extern const char *const state_names[ST_COUNT];
+
+struct rcpt {
+	struct path	 path;
+	char		 addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 2]; /* l@d */
+	struct verdict	 verdict;	/* final word at RCPT */
+	char		 reply[LIMIT_REPLY_LINE + 1]; /* the reply we gave */
+	bool		 accepted;
+	bool		 exempt;	/* postmaster@/abuse@: delay-deny skips */
+	bool		 local;		/* domain is one of ours */
+	const struct policy *policy;	/* of its domain */
+	int		 result;	/* delivery reply code, 0: none */
+};
+
+struct txn {
+	struct path		 from;
+	struct mail_params	 params;
+	struct rcpt		*rcpts;		/* every RCPT tried */
+	size_t			 nrcpt, cap, naccepted;
+	const struct policy	*policy;	/* of the first accepted rcpt */
+	struct rcpt		*cur;		/* recipient being checked */
+	struct buf		 msg;		/* headers we add + message */
+	size_t			 msg_start;	/* where the client's part starts */
+	struct symbol		 sym[LIMIT_SYMBOLS];
+	size_t			 nsym;
+	double			 score;
+	struct verdict		 delayed;	/* delay-deny from MAIL stage */
+	struct verdict		 result;	/* end-of-data verdict */
+	char			 result_text[LIMIT_REPLY_LINE + 1];
+	struct backend		*backend;	/* forward delivery in progress */
+	unsigned		 data_flags;
+	struct timespec		 t_mail, t_data, t_data_end, t_queued;
+	bool			 active;	/* MAIL given */
+	bool			 chunked;	/* BDAT, not DATA */
+	bool			 queue_msg;	/* queue stage has the message */
+	bool			 logged;
+};
+
+struct session_ops {
+	/* Runs a stage's filters; completes with session_resume(). */
+	void	(*stage)(struct session *, enum stage);
+	/* The policy for a recipient domain (never NULL). */
+	const struct policy *(*policy_for)(const char *domain);
+	/* True when the recipient domain is one we accept mail for. */
+	bool	(*is_local)(const struct policy *, const char *domain);
+	/* Queue stage for one recipient (backend RCPT) and the message;
+	 * both complete with session_queued(). */
+	void	(*queue_rcpt)(struct session *, struct rcpt *);
+	void	(*queue_data)(struct session *);
+	/* Ends the backend side of a transaction (RSET, QUIT, error). */
+	void	(*queue_abort)(struct session *);
+	/* Called once when the session is freed. */
+	void	(*closed)(struct session *);
+};
+
+/* Limits and texts of the SMTP server, filled from [server]. */
+struct smtp_conf {
+	char		*hostname;
+	long long	 max_message_size;
+	long long	 max_recipients;
+	long long	 max_errors;
+	long long	 max_line;		/* text line, RFC 5321 4.5.3.1.6 */
+	long long	 max_header_lines;
+	long long	 timeout_command;
+	long long	 timeout_data;
+	long long	 timeout_filter;	/* a pending filter or queue step */
+	bool		 delay_deny;
+	bool		 smtputf8;
+	bool		 chunking;
+	bool		 pipelining;
+	char		*banner;
+};
+
+struct session {
+	uint64_t		 id;
+	enum state		 state;
+	struct event_base	*base;
+	struct bufferevent	*bev;
+	struct event		*timer;		/* pending-step timeout */
+	const struct smtp_conf	*conf;
+	const struct session_ops *ops;
+	struct ssl_ctx_st	*tls_ctx;	/* NULL: no STARTTLS */
+	struct sockaddr_storage	 peer, local;
+	socklen_t		 peerlen, locallen;
+	char			 ip[48];	/* client address, text */
+	char			 helo[LIMIT_HELO + 1];
+	char			 tls_info[96];	/* "TLSv1.3 TLS_AES_..." */
+	bool			 esmtp;
+	bool			 tls;
+	bool			 trusted;	/* relay client */
+	bool			 authenticated;
+	bool			 stdio;
+	unsigned		 errors;
+	unsigned		 messages;
+	enum stage		 pending;	/* STAGE_COUNT: none */
+	bool			 skip_line;	/* discarding an overlong line */
+	bool			 closing;
+	struct verdict		 delayed;	/* delay-deny from connect/helo */
+	struct data_reader	 dr;
+	long long		 bdat_left;
+	bool			 bdat_last;
+	bool			 bdat_bad;	/* a BDAT chunk was refused */
+	struct txn		 txn;
+	struct timespec		 t_connect;
+	void			*owner;		/* the worker's bookkeeping */
+	/* Storage for the pipeline while a stage runs or is pending. */
+	unsigned		 pl_index;
+	void			(*timer_cb)(struct session *);
+	struct session		*hnext;		/* id hash chain */
+	bool			 in_process;	/* inside session_process() */
+	bool			 early_talker;	/* data sent before 354 */
+};
+
+/*
+ * Starts a session on a connected socket (or on a bufferevent for stdio
+ * mode). Runs the connect stage and greets. Returns NULL on OOM (the fd is
+ * then closed).
+ */
+struct session *session_new(struct event_base *, struct bufferevent *,
+		    const struct sockaddr *peer, socklen_t,
+		    const struct sockaddr *local, socklen_t,
+		    const struct smtp_conf *, const struct session_ops *,
+		    struct ssl_ctx_st *);
+/* Finds a live session by id; NULL when it is gone. */
+struct session *session_find(uint64_t id);
+/* A pending stage finished: applies the verdict and goes on. */
+void		session_resume(uint64_t id, struct verdict);
+/* A pending queue step finished (rcpt at the backend, or the message). */
+void		session_queued(uint64_t id, struct verdict);
+/* Adds a scored symbol to the transaction. */
+int		session_symbol(struct session *, const char *name, double);
+/* Stops reading new commands and closes once idle (SIGTERM drain). */
+void		session_drain(struct session *);
+/* Closes at once (shutdown after drain timeout). */
+void		session_close(struct session *);
+/* Number of live sessions in this process. */
+size_t		session_count(void);
+/* Arms (secs > 0) or disarms the session's one step timer. */
+void		session_timer(struct session *, long long secs,
+		    void (*)(struct session *));
+/* Every live session, for draining. */
+void		session_foreach(void (*)(struct session *));
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * session_int.h: what session.c, command.c and txnlog.c share; not for
+ * use outside src/smtp.
+ */
+#ifndef MOAT_SESSION_INT_H
+#define MOAT_SESSION_INT_H
+
+#include "session.h"
+
+void	session_set_state(struct session *, enum state);
+void	reply(struct session *, int code, const char *esc, const char *fmt,
+	    ...) __attribute__((format(printf, 4, 5)));
+/* A reply to a client mistake: counts toward max_errors. */
+void	reply_error(struct session *, int code, const char *esc,
+	    const char *text);
+/* Answers a DENY/DEFER/DENY_DISCONNECT verdict, with defaults. */
+void	reply_verdict(struct session *, const struct verdict *,
+	    char *copy, size_t copylen);
+/* Starts a stage: marks it pending and calls the pipeline. */
+void	session_stage(struct session *, enum stage);
+void	session_quit(struct session *);
+void	txn_reset(struct session *);
+
+/* command.c */
+void	command_line(struct session *, char *line, size_t len);
+void	command_stage_done(struct session *, enum stage, struct verdict);
+void	command_queued(struct session *, struct verdict);
+void	command_data_done(struct session *);
+void	command_greet(struct session *);
+
+/* txnlog.c */
+void	txnlog_transaction(struct session *);
+void	txnlog_refused(struct session *, const char *reason);
+double	timespec_ms(const struct timespec *from, const struct timespec *to);
+
+
+/* Attaches callbacks to the session's (new) bufferevent. */
+void	session_attach(struct session *, struct bufferevent *);
+/* Set once the worker is shutting down: idle sessions get 421. */
+extern bool	session_shutting_down;
+
+/* tls.c: switches the session to TLS after "220 Ready" (RFC 3207). */
+int	tls_start(struct session *);
+void	tls_describe(struct session *);
+#endif
