@@ -63,14 +63,4 @@ size_t			 filter_index(const struct filter *);
 /* Completes a PENDING hook of the session with this id. */
 void	filter_resume(uint64_t sid, struct verdict);
 
-/* Helper for verdicts with static texts. */
-static inline struct verdict
-verdict_make(enum verdict_code c, int smtp, const char *esc,
-    const char *text)
-{
-	struct verdict v = { c, smtp, esc, text, NULL };
-
-	return v;
-}
-
 #endif

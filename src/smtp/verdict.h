@@ -25,6 +25,17 @@ struct verdict {
 
 #define VERDICT(c)	((struct verdict){ (c), 0, NULL, NULL, NULL })
 
+/* A verdict with a reply code, enhanced code and text of static or
+ * long-lived storage. */
+static inline struct verdict
+verdict_make(enum verdict_code c, int smtp, const char *esc,
+    const char *text)
+{
+	struct verdict v = { c, smtp, esc, text, NULL };
+
+	return v;
+}
+
 struct symbol {
 	const char	*name;	/* static or config storage */
 	double		 score;

@@ -1,0 +1,123 @@
+# moat: GNU make, pkg-config. `make run` and `make test` are the quick start.
+CC      ?= cc
+PKGS    := libevent libevent_openssl libcares openssl lmdb hiredis inih \
+           libpcre2-8 gmime-3.0
+# Only what the code links today; the rest are installed for what comes.
+LINK_PKGS := libevent libevent_openssl openssl inih
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+           -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
+           $(shell pkg-config --cflags $(LINK_PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb
+BUILD   ?= build
+
+CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c
+SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
+           src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
+           src/smtp/client.c
+FILTERS := src/filters/registry.c src/filters/pipeline.c \
+           $(filter-out src/filters/registry.c src/filters/pipeline.c, \
+             $(wildcard src/filters/*.c))
+DELIVER := src/deliver/deliver.c src/deliver/maildir.c \
+           src/deliver/forward.c src/deliver/qmailqueue.c
+DAEMON  := src/daemon/conf.c src/daemon/connlimit.c src/daemon/worker.c \
+           src/daemon/master.c
+LIBSRC  := $(CORE) $(SMTP) $(FILTERS) $(DELIVER) $(DAEMON)
+LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit integration asan fuzz lint clean cert
+
+all: $(BUILD)/moatd
+
+deps:
+	@./scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libmoat.a: $(LIBOBJ)
+	ar rcs $@ $^
+
+$(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
+	    $(LDLIBS) -lcmocka
+
+# A self-signed certificate for STARTTLS, made once (make run, tests).
+var/tls/cert.pem:
+	@mkdir -p var/tls
+	@openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj \
+	    "/CN=mx.example.test" -keyout var/tls/key.pem -out $@ 2>/dev/null
+	@echo "made a self-signed certificate in var/tls/"
+
+cert: var/tls/cert.pem
+
+run: deps all cert
+	@echo
+	@echo "moatd listens on 127.0.0.1:2525 (local domain example.test)."
+	@echo "Send a test message with:"
+	@echo "  swaks --server 127.0.0.1:2525 --to alice@example.test --from you@example.org"
+	@echo "It lands in var/mail/example.test/alice/new/. Ctrl-C stops moatd."
+	@echo
+	exec $(BUILD)/moatd -c etc/moat.conf
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: all cert
+	/usr/bin/python3 -m pytest -q tests/integration
+
+# The whole suite again under AddressSanitizer and UBSan.
+asan:
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined \
+	    -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" unit
+	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined \
+	    -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	    build/asan/moatd
+	MOATD=build/asan/moatd ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    /usr/bin/python3 -m pytest -q tests/integration
+
+test: deps
+	$(MAKE) lint
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) asan
+
+FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
+    -fsanitize=fuzzer,address,undefined
+FUZZ_SRC := src/core/buf.c src/smtp/parse.c src/smtp/data.c
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
+# Builds the libFuzzer harnesses and runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+fuzz: $(FUZZERS)
+	@set -e; for f in $(FUZZERS); do \
+	    mkdir -p build/fuzz/corpus-$$(basename $$f); \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        build/fuzz/corpus-$$(basename $$f) 2>&1 | tail -3; done
+
+# Unsafe C string functions stay out of the tree (STYLE: Idioms).
+lint:
+	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|alloca)\s*\(' \
+	    $$(find src tests -name '*.c' -o -name '*.h') || \
+	    { echo "lint: unsafe function above"; exit 1; }
+	@echo "lint: ok"
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,523 @@
+/*
+ * conf.c: assembles the configuration (see conf.h).
+ *
+ * Domain overrides are collected while parsing (their sections may come
+ * before the filter sections they override) and applied afterwards to a
+ * copy of the default policy, keeping their line numbers for errors.
+ */
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/lists.h"
+#include "../core/log.h"
+#include "../deliver/deliver.h"
+#include "../smtp/tls.h"
+#include "conf.h"
+
+#define SRV(f)	offsetof(struct server_conf, f)
+#define SMTP(f)	(offsetof(struct server_conf, smtp) + \
+		    offsetof(struct smtp_conf, f))
+
+const struct opt server_opts[] = {
+	{ "listen", OPT_STR, "127.0.0.1:2525", 0, 0, SRV(listen),
+	    "addresses to accept SMTP on: host:port, blank-separated" },
+	{ "workers", OPT_INT, "0", 0, LIMIT_WORKERS, SRV(workers),
+	    "worker processes (0: one per core)" },
+	{ "user", OPT_STR, "", 0, 0, SRV(user),
+	    "drop privileges to this user after binding (when root)" },
+	{ "var_dir", OPT_PATH, "../var", 0, 0, SRV(var_dir),
+	    "state directory" },
+	{ "log", OPT_STR, "stderr", 0, 0, SRV(log),
+	    "human log: stderr, stdout, syslog, off or a file" },
+	{ "log_level", OPT_STR, "info", 0, 0, SRV(log_level),
+	    "panic, fatal, warn, info, debug or trace" },
+	{ "json_log", OPT_STR, "off", 0, 0, SRV(json_log),
+	    "JSON event log: stdout, stderr, syslog, off or a file" },
+	{ "tls_cert", OPT_PATH, "", 0, 0, SRV(tls_cert),
+	    "PEM certificate chain for STARTTLS (empty: no STARTTLS)" },
+	{ "tls_key", OPT_PATH, "", 0, 0, SRV(tls_key),
+	    "PEM private key for STARTTLS" },
+	{ "max_connections", OPT_INT, "10000", 1, 1000000,
+	    SRV(max_connections), "simultaneous connections, all workers" },
+	{ "max_per_ip", OPT_INT, "20", 1, 1000000, SRV(max_per_ip),
+	    "simultaneous connections from one client address" },
+	{ "drain_timeout", OPT_INT, "30", 0, 3600, SRV(drain_timeout),
+	    "seconds sessions may finish after SIGTERM or reload" },
+	{ "local_domains", OPT_STR, "", 0, 0, SRV(local_domains),
+	    "domains we accept mail for, blank-separated" },
+	{ "rcpthosts", OPT_PATH, "", 0, 0, SRV(rcpthosts),
+	    "qmail rcpthosts file (more local domains)" },
+	{ "morercpthosts", OPT_PATH, "", 0, 0, SRV(morercpthosts),
+	    "qmail morercpthosts.cdb" },
+	{ "hostname", OPT_STR, "localhost", 0, 0, SMTP(hostname),
+	    "our name in the greeting, EHLO and Received" },
+	{ "banner", OPT_STR, "moat", 0, 0, SMTP(banner),
+	    "text after ESMTP in the greeting" },
+	{ "max_message_size", OPT_SIZE, "25M", 1024, LIMIT_MESSAGE_SIZE_MAX,
+	    SMTP(max_message_size), "largest message (RFC 1870 SIZE)" },
+	{ "max_recipients", OPT_INT, "100", 1, LIMIT_RECIPIENTS_MAX,
+	    SMTP(max_recipients), "recipients per message (RFC 5321 "
+	    "4.5.3.1.8 asks at least 100); 452 past it" },
+	{ "max_errors", OPT_INT, "10", 1, 1000, SMTP(max_errors),
+	    "bad or unknown commands before we hang up (421)" },
+	{ "max_line_length", OPT_INT, "1000", 78, LIMIT_TEXT_LINE_MAX,
+	    SMTP(max_line), "longest message line with CRLF (RFC 5321 "
+	    "4.5.3.1.6: 1000)" },
+	{ "max_header_lines", OPT_INT, "1000", 10, 100000,
+	    SMTP(max_header_lines), "header lines per message" },
+	{ "timeout_command", OPT_INT, "300", 1, 3600, SMTP(timeout_command),
+	    "seconds to wait for a command (RFC 5321 4.5.3.2.7)" },
+	{ "timeout_data", OPT_INT, "180", 1, 3600, SMTP(timeout_data),
+	    "seconds to wait for each block of message data (4.5.3.2.5)" },
+	{ "timeout_filter", OPT_INT, "30", 1, 600, SMTP(timeout_filter),
+	    "seconds a pending check may take before its fail mode" },
+	{ "delay_deny", OPT_BOOL, "yes", 0, 0, SMTP(delay_deny),
+	    "apply connect/helo/mail rejections at RCPT" },
+	{ "smtputf8", OPT_BOOL, "yes", 0, 0, SMTP(smtputf8),
+	    "offer SMTPUTF8 (RFC 6531)" },
+	{ "chunking", OPT_BOOL, "yes", 0, 0, SMTP(chunking),
+	    "offer CHUNKING/BDAT (RFC 3030)" },
+	{ "pipelining", OPT_BOOL, "yes", 0, 0, SMTP(pipelining),
+	    "offer PIPELINING (RFC 2920)" },
+	OPT_END
+};
+
+struct override {
+	char	*domain, *key, *value;
+	int	 line;
+};
+
+struct load_ctx {
+	struct moat_config	*cf;
+	const char		*dir;
+	char			*filters;	/* [pipeline] filters */
+	int			 filters_line;
+	struct override		*ov;
+	size_t			 nov;
+};
+
+static int
+add_override(struct load_ctx *lc, const char *domain, const char *key,
+    const char *value, int line)
+{
+	struct override *v;
+
+	v = reallocarray(lc->ov, lc->nov + 1, sizeof(*v));
+	if (v == NULL)
+		return -1;
+	lc->ov = v;
+	v[lc->nov].domain = strdup(domain);
+	v[lc->nov].key = strdup(key);
+	v[lc->nov].value = strdup(value);
+	v[lc->nov].line = line;
+	lc->nov++;
+	return 0;
+}
+
+static int
+set_checked(const struct opt *tab, void *obj, const char *sect,
+    const char *key, const char *val, const char *dir, char *err,
+    size_t errlen)
+{
+	int r = opt_set(tab, obj, key, val, dir, err, errlen);
+
+	if (r == -2)
+		snprintf(err, errlen, "unknown key '%s' in [%s]", key, sect);
+	return r == 0 ? 0 : -1;
+}
+
+static int
+on_key(void *ctx, const char *sect, const char *key, const char *val,
+    int line, char *err, size_t errlen)
+{
+	struct load_ctx		*lc = ctx;
+	struct policy		*def = lc->cf->pl->def;
+	const struct filter	*f;
+
+	if (strcmp(sect, "server") == 0)
+		return set_checked(server_opts, &lc->cf->server, sect, key,
+		    val, lc->dir, err, errlen);
+	if (strcmp(sect, "delivery") == 0)
+		return set_checked(deliver_opts, def->delivery, sect, key,
+		    val, lc->dir, err, errlen);
+	if (strcmp(sect, "pipeline") == 0) {
+		if (strcmp(key, "filters") != 0) {
+			snprintf(err, errlen, "unknown key '%s' in "
+			    "[pipeline]", key);
+			return -1;
+		}
+		free(lc->filters);
+		lc->filters = strdup(val);
+		lc->filters_line = line;
+		return 0;
+	}
+	if (strncmp(sect, "domain ", 7) == 0) {
+		const char *d = sect + 7;
+
+		while (*d == ' ')
+			d++;
+		if (!parse_domain_ok(d, strlen(d), false)) {
+			snprintf(err, errlen, "[%s]: not a domain", sect);
+			return -1;
+		}
+		return add_override(lc, d, key, val, line);
+	}
+	if ((f = filter_find(sect)) != NULL)
+		return set_checked(f->opts, def->conf[filter_index(f)], sect,
+		    key, val, lc->dir, err, errlen);
+	snprintf(err, errlen, "unknown section [%s]", sect);
+	return -1;
+}
+
+/* A policy with every filter's defaults. */
+static struct policy *
+policy_new_default(const char *dir, char *err, size_t errlen)
+{
+	struct policy	*p;
+	size_t		 i;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	for (i = 0; i < filter_count; i++) {
+		p->conf[i] = calloc(1, filter_registry[i]->conf_size);
+		if (p->conf[i] == NULL || opt_defaults(filter_registry[i]->opts,
+		    p->conf[i], dir, err, errlen) == -1)
+			return p;
+	}
+	p->delivery = calloc(1, sizeof(struct deliver_conf));
+	if (p->delivery != NULL)
+		opt_defaults(deliver_opts, p->delivery, dir, err, errlen);
+	return p;
+}
+
+/* A copy of the default policy's settings (not its loaded state). */
+static struct policy *
+policy_copy(const struct policy *def, const char *domain)
+{
+	struct policy	*p;
+	size_t		 i;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->domain = strdup(domain);
+	for (i = 0; i < filter_count; i++) {
+		size_t n = filter_registry[i]->conf_size;
+
+		if ((p->conf[i] = malloc(n)) == NULL)
+			return p;
+		memcpy(p->conf[i], def->conf[i], n);
+		opt_copy(filter_registry[i]->opts, p->conf[i], def->conf[i]);
+	}
+	if ((p->delivery = malloc(sizeof(struct deliver_conf))) != NULL) {
+		memcpy(p->delivery, def->delivery,
+		    sizeof(struct deliver_conf));
+		opt_copy(deliver_opts, p->delivery, def->delivery);
+	}
+	return p;
+}
+
+static struct policy *
+policy_of(struct pipeline *pl, const char *domain)
+{
+	struct policy	**v;
+	size_t		  i;
+
+	for (i = 0; i < pl->ndomains; i++)
+		if (strcasecmp(pl->domains[i]->domain, domain) == 0)
+			return pl->domains[i];
+	v = reallocarray(pl->domains, pl->ndomains + 1, sizeof(*v));
+	if (v == NULL)
+		return NULL;
+	pl->domains = v;
+	v[pl->ndomains] = policy_copy(pl->def, domain);
+	return v[pl->ndomains] == NULL ? NULL : v[pl->ndomains++];
+}
+
+static int
+apply_overrides(struct load_ctx *lc, char *err, size_t errlen)
+{
+	const struct filter	*f;
+	struct policy		*p;
+	char			 name[64], msg[400];
+	const char		*dot;
+	size_t			 i;
+	int			 r;
+
+	for (i = 0; i < lc->nov; i++) {
+		struct override *o = &lc->ov[i];
+
+		if ((p = policy_of(lc->cf->pl, o->domain)) == NULL)
+			return -1;
+		dot = strchr(o->key, '.');
+		if (dot == NULL || (size_t)(dot - o->key) >= sizeof(name)) {
+			snprintf(msg, sizeof(msg), "'%s': expected "
+			    "filter.key or delivery.key", o->key);
+			goto bad;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(dot - o->key),
+		    o->key);
+		if (strcmp(name, "delivery") == 0)
+			r = set_checked(deliver_opts, p->delivery, name,
+			    dot + 1, o->value, lc->dir, msg, sizeof(msg));
+		else if ((f = filter_find(name)) != NULL)
+			r = set_checked(f->opts, p->conf[filter_index(f)],
+			    name, dot + 1, o->value, lc->dir, msg,
+			    sizeof(msg));
+		else {
+			snprintf(msg, sizeof(msg), "'%s': no filter named "
+			    "'%s'", o->key, name);
+			goto bad;
+		}
+		if (r == -1)
+			goto bad;
+		continue;
+bad:
+		snprintf(err, errlen, "%s:%d: %s", lc->cf->path, o->line, msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+build_order(struct load_ctx *lc, char *err, size_t errlen)
+{
+	struct pipeline		*pl = lc->cf->pl;
+	char			*copy, *w[FILTER_MAX + 1];
+	const struct filter	*f;
+	int			 n, i;
+	size_t			 j;
+
+	copy = strdup(lc->filters != NULL ? lc->filters :
+	    "relay badmailfrom recipients");
+	if (copy == NULL)
+		return -1;
+	n = config_words(copy, w, FILTER_MAX);
+	for (i = 0; i < n; i++) {
+		if ((f = filter_find(w[i])) == NULL) {
+			snprintf(err, errlen, "%s:%d: no filter named '%s'",
+			    lc->cf->path, lc->filters_line, w[i]);
+			free(copy);
+			return -1;
+		}
+		for (j = 0; j < pl->n; j++)
+			if (pl->order[j] == f)
+				break;
+		if (j == pl->n)
+			pl->order[pl->n++] = f;
+	}
+	free(copy);
+	if (n < 0) {
+		snprintf(err, errlen, "%s:%d: too many filters",
+		    lc->cf->path, lc->filters_line);
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads each policy's filter state and checks its delivery settings. */
+static int
+policy_init(struct moat_config *cf, struct policy *p, char *err,
+    size_t errlen)
+{
+	char	msg[400];
+	size_t	i, k;
+
+	for (i = 0; i < cf->pl->n; i++) {
+		k = filter_index(cf->pl->order[i]);
+		if (cf->pl->order[i]->init != NULL &&
+		    cf->pl->order[i]->init(p->conf[k], &p->state[k], msg,
+		    sizeof(msg)) == -1)
+			goto fail;
+	}
+	if (deliver_prepare(p->delivery, msg, sizeof(msg)) == -1)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s%s%s: %s", p->domain ? "[domain " : "",
+	    p->domain ? p->domain : "", p->domain ? "]" : cf->path, msg);
+	return -1;
+}
+
+static int
+load_local(struct moat_config *cf, char *err, size_t errlen)
+{
+	struct pipeline	*pl = cf->pl;
+	char		*copy, *w[256];
+	int		 n, i;
+
+	if ((copy = strdup(cf->server.local_domains)) == NULL)
+		return -1;
+	if ((n = config_words(copy, w, 256)) < 0) {
+		free(copy);
+		snprintf(err, errlen, "%s: local_domains: more than 256; "
+		    "use rcpthosts", cf->path);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		strset_add(&pl->local, w[i], strlen(w[i]));
+	free(copy);
+	if (cf->server.rcpthosts[0] != '\0' && strset_load(&pl->local,
+	    cf->server.rcpthosts, err, errlen) == -1)
+		return -1;
+	if (cf->server.morercpthosts[0] != '\0' && (pl->morercpthosts =
+	    cdbfile_open(cf->server.morercpthosts, err, errlen)) == NULL)
+		return -1;
+	pl->timeout = cf->server.smtp.timeout_filter;
+	return 0;
+}
+
+/* Log destinations are keywords or files; files are relative to us. */
+static int
+resolve_log(char **dest, const char *dir)
+{
+	static const char *const words[] = { "stderr", "stdout", "syslog",
+	    "off" };
+	char	*p;
+	size_t	 i, n;
+
+	for (i = 0; i < 4; i++)
+		if (strcmp(*dest, words[i]) == 0)
+			return 0;
+	if ((*dest)[0] == '/')
+		return 0;
+	n = strlen(dir) + strlen(*dest) + 2;
+	if ((p = malloc(n)) == NULL)
+		return -1;
+	snprintf(p, n, "%s/%s", dir, *dest);
+	free(*dest);
+	*dest = p;
+	return 0;
+}
+
+static int
+conf_finish(struct load_ctx *lc, char *err, size_t errlen)
+{
+	struct moat_config	*cf = lc->cf;
+	size_t			 i;
+
+	if (log_level_parse(cf->server.log_level) == -1) {
+		snprintf(err, errlen, "%s: log_level '%s' unknown", cf->path,
+		    cf->server.log_level);
+		return -1;
+	}
+	if (resolve_log(&cf->server.log, cf->dir) == -1 ||
+	    resolve_log(&cf->server.json_log, cf->dir) == -1)
+		return -1;
+	if (build_order(lc, err, errlen) == -1 ||
+	    apply_overrides(lc, err, errlen) == -1 ||
+	    load_local(cf, err, errlen) == -1 ||
+	    policy_init(cf, cf->pl->def, err, errlen) == -1)
+		return -1;
+	for (i = 0; i < cf->pl->ndomains; i++)
+		if (policy_init(cf, cf->pl->domains[i], err, errlen) == -1)
+			return -1;
+	if (cf->server.tls_cert[0] != '\0') {
+		cf->tls = tls_server_ctx(cf->server.tls_cert,
+		    cf->server.tls_key[0] ? cf->server.tls_key :
+		    cf->server.tls_cert, err, errlen);
+		if (cf->tls == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+struct moat_config *
+conf_load(const char *path, char *err, size_t errlen)
+{
+	struct moat_config	*cf;
+	struct load_ctx		 lc;
+	char			 tmp[PATH_MAX], *dir;
+	size_t			 i;
+	int			 rc = -1;
+
+	memset(&lc, 0, sizeof(lc));
+	if ((cf = calloc(1, sizeof(*cf))) == NULL ||
+	    (cf->pl = calloc(1, sizeof(*cf->pl))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		conf_free(cf);
+		return NULL;
+	}
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	dir = dirname(tmp);
+	cf->path = strdup(path);
+	cf->dir = realpath(dir, NULL);
+	if (cf->dir == NULL)
+		cf->dir = strdup(dir);
+	lc.cf = cf;
+	lc.dir = cf->dir;
+	err[0] = '\0';
+	if (opt_defaults(server_opts, &cf->server, cf->dir, err,
+	    errlen) == -1 || (cf->pl->def = policy_new_default(cf->dir, err,
+	    errlen)) == NULL || err[0] != '\0')
+		goto out;
+	if (config_parse(path, on_key, &lc, err, errlen) == -1)
+		goto out;
+	rc = conf_finish(&lc, err, errlen);
+out:
+	for (i = 0; i < lc.nov; i++) {
+		free(lc.ov[i].domain);
+		free(lc.ov[i].key);
+		free(lc.ov[i].value);
+	}
+	free(lc.ov);
+	free(lc.filters);
+	if (rc == -1) {
+		conf_free(cf);
+		return NULL;
+	}
+	return cf;
+}
+
+void
+conf_free(struct moat_config *cf)
+{
+	size_t i;
+
+	if (cf == NULL)
+		return;
+	if (cf->pl != NULL) {
+		if (cf->pl->def != NULL && cf->pl->def->delivery != NULL) {
+			deliver_conf_free(cf->pl->def->delivery);
+			free(cf->pl->def->delivery);
+		}
+		for (i = 0; i < cf->pl->ndomains; i++) {
+			deliver_conf_free(cf->pl->domains[i]->delivery);
+			free(cf->pl->domains[i]->delivery);
+		}
+		pipeline_free(cf->pl);
+	}
+	opt_free(server_opts, &cf->server);
+	if (cf->tls != NULL)
+		tls_ctx_free(cf->tls);
+	free(cf->path);
+	free(cf->dir);
+	free(cf);
+}
+
+static void
+dump_table(const char *section, const struct opt *o)
+{
+	printf("[%s]\n", section);
+	for (; o->key != NULL; o++)
+		printf("# %s\n%s = %s\n", o->help, o->key, o->def);
+	printf("\n");
+}
+
+void
+conf_dump_defaults(void)
+{
+	size_t i;
+
+	dump_table("server", server_opts);
+	printf("[pipeline]\n# filters, in order\nfilters = relay "
+	    "badmailfrom recipients\n\n");
+	for (i = 0; i < filter_count; i++) {
+		printf("# %s\n", filter_registry[i]->summary);
+		dump_table(filter_registry[i]->name, filter_registry[i]->opts);
+	}
+	dump_table("delivery", deliver_opts);
+}

@@ -1,0 +1,48 @@
+/*
+ * conf.h: the whole configuration of moatd, assembled from moat.conf:
+ * [server], [pipeline], one section per filter, [delivery], and
+ * [domain name] overrides ("filter.key = value", "delivery.key = value").
+ * A config either loads completely or not at all, with "file:line: why".
+ */
+#ifndef MOAT_CONF_H
+#define MOAT_CONF_H
+
+#include "../filters/policy.h"
+#include "../smtp/session.h"
+
+struct server_conf {
+	char		*listen;
+	long long	 workers;
+	char		*user;
+	char		*var_dir;
+	char		*log;
+	char		*log_level;
+	char		*json_log;
+	char		*tls_cert;
+	char		*tls_key;
+	long long	 max_connections;
+	long long	 max_per_ip;
+	long long	 drain_timeout;
+	char		*local_domains;
+	char		*rcpthosts;
+	char		*morercpthosts;
+	struct smtp_conf smtp;
+};
+
+struct moat_config {
+	char			*path;
+	char			*dir;
+	struct server_conf	 server;
+	struct pipeline		*pl;
+	struct ssl_ctx_st	*tls;
+};
+
+extern const struct opt server_opts[];
+
+/* Loads and checks everything; NULL with "file:line: why" in err. */
+struct moat_config	*conf_load(const char *path, char *err, size_t);
+void			 conf_free(struct moat_config *);
+/* Writes every option with its default and help (for docs and -t). */
+void			 conf_dump_defaults(void);
+
+#endif

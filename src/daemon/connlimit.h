@@ -1,0 +1,28 @@
+/*
+ * connlimit.h: connection counts shared by all workers, for the overall
+ * and per-client-address limits.
+ *
+ * One shared mapping made by the master before forking; each worker slot
+ * owns one region and is its only writer, readers sum over regions. The
+ * master zeroes a dead worker's region, so a crash leaks no counts. Reads
+ * of other regions are not synchronised: a limit may be overshot by the
+ * connections accepted in the same instant by other workers, never more.
+ */
+#ifndef MOAT_CONNLIMIT_H
+#define MOAT_CONNLIMIT_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+int	connlimit_init(void);
+/* The region this process writes (the worker slot). */
+void	connlimit_slot(int slot);
+/* Forgets every count of a slot (its worker is gone). */
+void	connlimit_clear(int slot);
+/* Counts a new connection unless a limit is reached; false: refuse.
+ * *why is "max_connections" or "max_per_ip" then. */
+bool	connlimit_enter(const struct sockaddr *, long long max_total,
+	    long long max_ip, const char **why);
+void	connlimit_leave(const struct sockaddr *);
+
+#endif

@@ -1,0 +1,289 @@
+/*
+ * worker.c: a worker's loop, its listeners, limits and drain.
+ *
+ * SIGTERM drains: listeners stop, idle sessions get 421, sessions in a
+ * transaction finish it (their next command gets 421), and whatever is
+ * left after drain_timeout is closed. The loop ends with the last session.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "../core/log.h"
+#include "../deliver/deliver.h"
+#include "../smtp/session_int.h"
+#include "connlimit.h"
+#include "worker.h"
+
+static struct event_base	*w_base;
+static struct moat_config	*w_cf;
+static struct evconnlistener	*w_listeners[64];
+static int			 w_nlisteners;
+static bool			 w_draining;
+static struct event		*w_drain_timer;
+static struct bufferevent	*stdio_out;	/* piped stdio: fd 1 */
+
+static void
+on_closed(struct session *s)
+{
+	if (!s->stdio)
+		connlimit_leave((struct sockaddr *)&s->peer);
+	if (w_draining && session_count() == 0)
+		event_base_loopexit(w_base, NULL);
+	if (s->stdio && stdio_out == NULL)
+		event_base_loopexit(w_base, NULL);
+}
+
+static void
+queue_rcpt(struct session *s, struct rcpt *r)
+{
+	deliver_rcpt(s, r);
+}
+
+static const struct session_ops worker_ops = {
+	.stage = pipeline_stage,
+	.policy_for = pipeline_policy_for,
+	.is_local = pipeline_is_local,
+	.queue_rcpt = queue_rcpt,
+	.queue_data = deliver_data,
+	.queue_abort = deliver_abort,
+	.closed = on_closed,
+};
+
+/* A refused connection gets one line and is closed (RFC 5321 §3.1). */
+static void
+refuse(evutil_socket_t fd, const struct sockaddr *sa, const char *why)
+{
+	char	line[256];
+	int	n;
+
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections%s,"
+	    " try again later\r\n", w_cf->server.smtp.hostname,
+	    strcmp(why, "max_per_ip") == 0 ? " from your address" : "");
+	(void)!write(fd, line, (size_t)n);
+	(void)sa;
+	log_msg(LVL_INFO, 0, "event=refused reason=%s", why);
+	evutil_closesocket(fd);
+}
+
+static void
+refused_json(const struct sockaddr *sa, const char *why)
+{
+	struct buf	b;
+	char		ip[64] = "";
+
+	evutil_inet_ntop(sa->sa_family, sa->sa_family == AF_INET6 ?
+	    (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->
+	    sin6_addr : (const void *)&((const struct sockaddr_in *)
+	    (const void *)sa)->sin_addr, ip, sizeof(ip));
+	buf_init(&b, 1024);
+	buf_printf(&b, "{\"event\":\"refused\",\"ip\":\"%s\",\"reason\":"
+	    "\"%s\"}", ip, why);
+	log_json(&b);
+	buf_free(&b);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct bufferevent	*bev;
+	struct sockaddr_storage	 local;
+	socklen_t		 llen = sizeof(local);
+	const char		*why;
+
+	(void)l;
+	(void)arg;
+	if (!connlimit_enter(sa, w_cf->server.max_connections,
+	    w_cf->server.max_per_ip, &why)) {
+		refused_json(sa, why);
+		refuse(fd, sa, why);
+		return;
+	}
+	getsockname(fd, (struct sockaddr *)&local, &llen);
+	bev = bufferevent_socket_new(w_base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		connlimit_leave(sa);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (session_new(w_base, bev, sa, (socklen_t)salen,
+	    (struct sockaddr *)&local, llen, &w_cf->server.smtp, &worker_ops,
+	    w_cf->tls) == NULL)
+		connlimit_leave(sa);
+}
+
+static void
+drain_expired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_msg(LVL_WARN, 0, "event=drain_timeout sessions=%zu",
+	    session_count());
+	session_foreach(session_close);
+	event_base_loopexit(w_base, NULL);
+}
+
+static void
+on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval	tv = { (time_t)w_cf->server.drain_timeout, 0 };
+	int		i;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (w_draining)
+		return;
+	w_draining = true;
+	session_shutting_down = true;
+	for (i = 0; i < w_nlisteners; i++) {
+		evconnlistener_free(w_listeners[i]);
+		w_listeners[i] = NULL;
+	}
+	log_msg(LVL_INFO, 0, "event=drain sessions=%zu", session_count());
+	session_foreach(session_drain);
+	if (session_count() == 0) {
+		event_base_loopexit(w_base, NULL);
+		return;
+	}
+	w_drain_timer = evtimer_new(w_base, drain_expired, NULL);
+	evtimer_add(w_drain_timer, &tv);
+}
+
+static void
+worker_setup(struct moat_config *cf)
+{
+	w_cf = cf;
+	w_base = event_base_new();
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	pipeline_active = cf->pl;
+	deliver_worker_init(w_base, cf->server.smtp.hostname);
+}
+
+int
+worker_run(struct moat_config *cf, const int *fds, int nfds, int slot)
+{
+	struct event	*term;
+	int		 i;
+
+	worker_setup(cf);
+	signal(SIGINT, SIG_IGN);	/* the master tells us when to stop */
+	connlimit_slot(slot);
+	for (i = 0; i < nfds && i < 64; i++) {
+		w_listeners[i] = evconnlistener_new(w_base, accept_cb, NULL,
+		    LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+		if (w_listeners[i] == NULL)
+			return 1;
+		w_nlisteners++;
+	}
+	term = evsignal_new(w_base, SIGTERM, on_sigterm, NULL);
+	evsignal_add(term, NULL);
+	log_msg(LVL_DEBUG, 0, "event=worker_start slot=%d", slot);
+	event_base_dispatch(w_base);
+	deliver_worker_fini();
+	return 0;
+}
+
+/*
+ * stdio mode: the client is on fd 0 (and 1). tcpserver and inetd hand us
+ * one socket on both; when they are pipes (tests, other supervisors) a
+ * socketpair stands in and two bufferevents copy between the pipes and it.
+ */
+static void
+copy_cb(struct bufferevent *from, void *arg)
+{
+	bufferevent_write_buffer(arg, bufferevent_get_input(from));
+}
+
+static void
+copy_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		event_base_loopexit(w_base, NULL);
+}
+
+static struct bufferevent *
+stdio_bev(void)
+{
+	struct stat		 st;
+	int			 sp[2];
+	struct bufferevent	*in, *out, *inner;
+
+	if (fstat(0, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		evutil_make_socket_nonblocking(0);
+		return bufferevent_socket_new(w_base, 0, 0);
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == -1)
+		return NULL;
+	evutil_make_socket_nonblocking(sp[0]);
+	evutil_make_socket_nonblocking(sp[1]);
+	evutil_make_socket_nonblocking(0);
+	evutil_make_socket_nonblocking(1);
+	inner = bufferevent_socket_new(w_base, sp[1], BEV_OPT_CLOSE_ON_FREE);
+	in = bufferevent_socket_new(w_base, 0, 0);
+	out = stdio_out = bufferevent_socket_new(w_base, 1, 0);
+	/* fd 0 -> inner socket; inner socket -> fd 1 */
+	bufferevent_setcb(in, copy_cb, NULL, copy_event, inner);
+	bufferevent_setcb(inner, copy_cb, NULL, copy_event, out);
+	bufferevent_enable(in, EV_READ);
+	bufferevent_enable(inner, EV_READ | EV_WRITE);
+	bufferevent_enable(out, EV_WRITE);
+	return bufferevent_socket_new(w_base, sp[0], BEV_OPT_CLOSE_ON_FREE);
+}
+
+int
+worker_stdio(struct moat_config *cf)
+{
+	struct bufferevent	*bev;
+	struct sockaddr_storage	 peer;
+	socklen_t		 plen = sizeof(peer);
+	const char		*ip = getenv("TCPREMOTEIP");
+	struct session		*s;
+
+	worker_setup(cf);
+	memset(&peer, 0, sizeof(peer));
+	if (ip != NULL && evutil_parse_sockaddr_port(ip,
+	    (struct sockaddr *)&peer, (int *)&plen) == 0) {
+		/* from the environment, as tcpserver sets it */
+	} else if (getpeername(0, (struct sockaddr *)&peer, &plen) == -1) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&peer;
+
+		sin->sin_family = AF_INET;
+		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		plen = sizeof(*sin);
+	}
+	if ((bev = stdio_bev()) == NULL)
+		return 1;
+	s = session_new(w_base, bev, (struct sockaddr *)&peer, plen, NULL, 0,
+	    &cf->server.smtp, &worker_ops, cf->tls);
+	if (s == NULL)
+		return 1;
+	s->stdio = true;
+	event_base_dispatch(w_base);
+	if (stdio_out != NULL) {
+		/* The last replies may still be on their way to fd 1. */
+		struct evbuffer *o = bufferevent_get_output(stdio_out);
+		int fl = fcntl(1, F_GETFL);
+
+		fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
+		while (evbuffer_get_length(o) > 0 && evbuffer_write(o, 1) > 0)
+			;
+	}
+	return 0;
+}
