@@ -5,6 +5,7 @@
  * handlers parse with the pure parsers of parse.c, ask the pipeline, and
  * reply once the pipeline's verdict is in (command_stage_done()).
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,32 @@ cmd_mail(struct session *s, struct command *c)
 	session_stage(s, STAGE_MAIL);
 }
 
+/* True when "[a.b.c.d]" or "[IPv6:...]" is the address the client
+ * connected to: mail for us by address (RFC 5321 §4.1.3). */
+static bool
+literal_is_ours(const struct session *s, const char *lit)
+{
+	char		 ip[64];
+	unsigned char	 a[16];
+	size_t		 n = strlen(lit);
+	int		 af = AF_INET;
+
+	if (n < 3 || n - 2 >= sizeof(ip) || s->locallen == 0)
+		return false;
+	snprintf(ip, sizeof(ip), "%.*s", (int)(n - 2), lit + 1);
+	if (strncasecmp(ip, "IPv6:", 5) == 0) {
+		memmove(ip, ip + 5, strlen(ip + 5) + 1);
+		af = AF_INET6;
+	}
+	if (inet_pton(af, ip, a) != 1 || s->local.ss_family != af)
+		return false;
+	if (af == AF_INET)
+		return memcmp(a, &((const struct sockaddr_in *)(const void *)
+		    &s->local)->sin_addr, 4) == 0;
+	return memcmp(a, &((const struct sockaddr_in6 *)(const void *)
+	    &s->local)->sin6_addr, 16) == 0;
+}
+
 /* Stores a recipient attempt; NULL past the limit. */
 static struct rcpt *
 rcpt_add(struct session *s)
@@ -288,8 +315,9 @@ cmd_rcpt(struct session *s, struct command *c)
 	else
 		snprintf(r->addr, sizeof(r->addr), "%s", p.local);
 	r->policy = s->ops->policy_for(p.domain);
-	r->local = p.domain[0] == '\0' || s->ops->is_local(r->policy,
-	    p.domain);
+	r->local = p.domain[0] == '\0' || (p.literal ?
+	    literal_is_ours(s, p.domain) : s->ops->is_local(r->policy,
+	    p.domain));
 	r->exempt = rcpt_exempt(r);
 	t->cur = r;
 	/* One transaction, one policy (ARCHITECTURE §2). */
