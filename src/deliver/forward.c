@@ -241,11 +241,17 @@ rcpt_cb(void *arg, int code, const char *text)
 
 	if (b->mail_code / 100 != 2) {
 		/* MAIL failed: this recipient gets MAIL's answer, and the
-		 * next one starts over. */
+		 * next one starts over. The verdict's text lives in b, so
+		 * b goes only after the reply. */
 		v = backend_verdict(b, b->mail_code, b->mail_text);
-		backend_release(s, b, b->mail_code != 0);
-	} else
-		v = backend_verdict(b, code, text);
+		if (s != NULL && s->txn.backend == b)
+			s->txn.backend = NULL;
+		if (s != NULL)
+			session_queued(s->id, v);
+		backend_release(NULL, b, b->mail_code != 0);
+		return;
+	}
+	v = backend_verdict(b, code, text);
 	if (s != NULL)
 		session_queued(s->id, v);
 }
@@ -307,11 +313,11 @@ ready_cb(void *arg, int code, const char *text)
 		backend_send(b, s);
 		return;
 	}
-	b->mail_code = code;
-	snprintf(b->mail_text, sizeof(b->mail_text), "%s", text);
+	if (s != NULL && s->txn.backend == b)
+		s->txn.backend = NULL;
 	if (s != NULL)
 		session_queued(s->id, backend_verdict(b, 0, text));
-	backend_release(s, b, false);
+	backend_release(NULL, b, false);
 }
 
 static void
@@ -414,10 +420,13 @@ data_cb(void *arg, int code, const char *text)
 		    b->text);
 	else
 		v = VERDICT(V_CONTINUE);
-	/* The text lives in b until session_queued() has replied. */
+	/* Detached first: the reply ends the transaction, which must not
+	 * abort this backend; the text lives in b until the reply is out. */
+	if (s != NULL && s->txn.backend == b)
+		s->txn.backend = NULL;
 	if (s != NULL)
 		session_queued(s->id, v);
-	backend_release(s, b, last != 0);
+	backend_release(NULL, b, last != 0);
 }
 
 void

@@ -556,9 +556,9 @@ data_end(struct session *s)
 		t->result.smtp = code;
 		t->result.esc = esc;
 		t->result.by = "smtp";
-		snprintf(t->result_text, sizeof(t->result_text), "%s", why);
-		t->result.text = t->result_text;
-		reply_verdict(s, &t->result, NULL, 0);
+		t->result.text = why;
+		reply_verdict(s, &t->result, t->result_text,
+		    sizeof(t->result_text));
 		txn_reset(s);
 		return;
 	}

@@ -40,6 +40,8 @@ static uint32_t		 id_counter;
 
 static void	session_process(struct session *);
 static void	session_maybe_free(struct session *);
+static void	session_timer_ms(struct session *, long long,
+		    void (*)(struct session *));
 
 /* Session ids: seconds, pid and a counter, so they sort by time and
  * differ between workers. */
@@ -178,16 +180,24 @@ txn_reset(struct session *s)
 	memset(t, 0, sizeof(*t));
 }
 
-void
-session_timer(struct session *s, long long secs, void (*cb)(struct session *))
+static void
+session_timer_ms(struct session *s, long long ms,
+    void (*cb)(struct session *))
 {
-	struct timeval tv = { (time_t)secs, 0 };
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) *
+	    1000 };
 
 	s->timer_cb = cb;
-	if (secs > 0)
+	if (ms > 0)
 		evtimer_add(s->timer, &tv);
 	else
 		evtimer_del(s->timer);
+}
+
+void
+session_timer(struct session *s, long long secs, void (*cb)(struct session *))
+{
+	session_timer_ms(s, secs * 1000, cb);
 }
 
 static void
@@ -371,14 +381,38 @@ session_free(struct session *s)
 	free(s);
 }
 
-/* Frees a closing session once its last reply has left. */
+static void
+recheck_free(struct session *s)
+{
+	session_maybe_free(s);
+}
+
+/*
+ * Frees a closing session once its last reply has left. Under TLS the
+ * filter's output empties before the socket's does: close_notify is
+ * queued and the socket buffer is watched until it drains (or the write
+ * timeout drops the session).
+ */
 static void
 session_maybe_free(struct session *s)
 {
+	struct bufferevent *under;
+
 	if (!s->closing || s->in_process)
 		return;
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return;		/* write_cb calls again */
+	if (s->tls && (under = bufferevent_get_underlying(s->bev)) != NULL) {
+		if (!s->tls_shut) {
+			s->tls_shut = true;
+			tls_shutdown(s);
+		}
+		if (evbuffer_get_length(bufferevent_get_output(under)) > 0) {
+			session_timer_ms(s, 10, recheck_free);
+			return;
+		}
+	}
+	session_free(s);
 }
 
 static void

@@ -163,6 +163,7 @@ struct session {
 	struct session		*hnext;		/* id hash chain */
 	bool			 in_process;	/* inside session_process() */
 	bool			 early_talker;	/* data sent before 354 */
+	bool			 tls_shut;	/* close_notify queued */
 };
 
 /*

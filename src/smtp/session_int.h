@@ -42,4 +42,6 @@ extern bool	session_shutting_down;
 /* tls.c: switches the session to TLS after "220 Ready" (RFC 3207). */
 int	tls_start(struct session *);
 void	tls_describe(struct session *);
+/* Queues TLS close_notify on the session's link. */
+void	tls_shutdown(struct session *);
 #endif

@@ -95,3 +95,12 @@ tls_describe(struct session *s)
 	snprintf(s->tls_info, sizeof(s->tls_info), "%s %s",
 	    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 }
+
+void
+tls_shutdown(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	if (ssl != NULL)
+		SSL_shutdown(ssl);
+}

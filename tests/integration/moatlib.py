@@ -45,7 +45,7 @@ class Moat:
     """One moatd (master + workers) with its own directory and config."""
 
     def __init__(self, tmp, server=None, sections=None, users=None,
-                 workers=2, extra=""):
+                 workers=2, extra="", files=None):
         self.dir = str(tmp)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
@@ -70,6 +70,9 @@ class Moat:
         }
         for k, v in (sections or {}).items():
             secs.setdefault(k, {}).update(v)
+        for name, text in (files or {}).items():
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
         with open(os.path.join(self.dir, "users"), "w") as f:
             f.write("\n".join(users or ["alice@example.test",
                                         "bob@example.test"]) + "\n")
