@@ -155,7 +155,8 @@ static void
 on_reply(struct client *c, int code)
 {
 	struct wait	*w;
-	client_cb	 ready;
+	client_cb	 ready, cb;
+	void		*arg;
 
 	switch (c->state) {
 	case C_GREET:
@@ -215,31 +216,35 @@ on_reply(struct client *c, int code)
 	if ((w = c->head) == NULL)
 		return;		/* unsolicited: ignored */
 	c->inflight--;
+	if (w->kind == W_DATA354 && code == 354) {
+		/* The message goes now; the wait becomes its finals. */
+		send_message(c, w->msg, w->len);
+		w->kind = W_FINAL;
+		c->inflight += (unsigned)w->nfinal;
+		return;
+	}
 	if (w->kind == W_DATA354) {
-		if (code == 354) {
-			/* Replace the 354 wait by the final replies. */
-			int n = w->nfinal;
-
-			send_message(c, w->msg, w->len);
-			w->kind = W_FINAL;
-			c->inflight += (unsigned)n;
-			w->nfinal = n;
-			return;
-		}
 		/* DATA refused: each expected reply is this one. */
 		while (w->nfinal-- > 1 && w->cb != NULL)
 			w->cb(w->arg, code, c->text);
-	}
-	if (w->cb != NULL)
-		w->cb(w->arg, code, c->text);
-	if (w->kind == W_FINAL && --w->nfinal > 0)
+	} else if (w->kind == W_FINAL && w->nfinal > 1) {
+		w->nfinal--;
+		if (w->cb != NULL)
+			w->cb(w->arg, code, c->text);
 		return;
+	}
+	/* The wait's last reply: unlink it first, so the callback sees the
+	 * client as it is now (idle, when nothing else is queued). */
 	if (w->kind != W_CMD)
 		c->in_data = false;
 	c->head = w->next;
 	if (c->head == NULL)
 		c->tail = NULL;
+	cb = w->cb;
+	arg = w->arg;
 	free(w);
+	if (cb != NULL)
+		cb(arg, code, c->text);
 	client_flush(c);
 	return;
 refuse:

@@ -65,7 +65,7 @@ class Moat:
         }
         srv.update(server or {})
         secs = {
-            "recipients": {"users": "users"},
+            "recipients": {"users": "users", "delimiter": "+"},
             "delivery": {"method": "maildir", "maildir": self.maildir},
         }
         for k, v in (sections or {}).items():
@@ -248,6 +248,12 @@ def message(subject="test", body="Hello.\r\n", extra=""):
             f"{extra}\r\n{body}")
 
 
+def dot_stuff(data):
+    """RFC 5321 4.5.2: a line starting with '.' gets one more."""
+    out = b".." + data[1:] if data.startswith(b".") else data
+    return out.replace(b"\r\n.", b"\r\n..")
+
+
 def send_one(port, rcpts=("alice@example.test",), msg=None, sender="sender@example.org"):
     """A whole transaction; -> (code, text) of the end-of-data reply."""
     c = greet(port)
@@ -256,7 +262,7 @@ def send_one(port, rcpts=("alice@example.test",), msg=None, sender="sender@examp
         c.cmd(f"RCPT TO:<{r}>", 250)
     c.cmd("DATA", 354)
     data = msg if msg is not None else message()
-    c.send((data.encode() if isinstance(data, str) else data) + b".\r\n")
+    c.send(dot_stuff(data.encode() if isinstance(data, str) else data) + b".\r\n")
     code, lines = c.reply()
     c.cmd("QUIT")
     c.close()

@@ -104,7 +104,10 @@ class Sink:
         except (OSError, ssl.SSLError):
             return
         finally:
+            # makefile() holds the socket open: shut it down explicitly.
             try:
-                s.close()
+                s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            f.close()
+            s.close()
