@@ -169,6 +169,11 @@ spawn(int i)
 		return;
 	}
 	if (pid == 0) {
+		/* Only this slot's sockets: the others must close when
+		 * their own workers do. */
+		for (k = 0; k < m_nlisten * m_nworkers; k++)
+			if (k % m_nworkers != i % m_nworkers)
+				close(m_fds[k / m_nworkers][k % m_nworkers]);
 		/* The master's loop is not the worker's: a fresh epoll
 		 * first, so freeing it leaves the parent's untouched. */
 		event_reinit(m_base);
@@ -310,6 +315,10 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 		return;
 	m_stopping = true;
 	log_info("event=stopping signal=%d", (int)sig);
+	/* No new connections: once the workers close theirs, the kernel
+	 * refuses instead of queueing for nobody. */
+	for (i = 0; i < m_nlisten * m_nworkers; i++)
+		close(m_fds[i / m_nworkers][i % m_nworkers]);
 	for (i = 0; i < 2 * m_nworkers; i++)
 		if (m_slots[i].pid != 0)
 			kill(m_slots[i].pid, SIGTERM);

@@ -184,8 +184,10 @@ worker_run(struct moat_config *cf, const int *fds, int nfds, int slot)
 	signal(SIGINT, SIG_IGN);	/* the master tells us when to stop */
 	connlimit_slot(slot);
 	for (i = 0; i < nfds && i < 64; i++) {
+		/* Our copy of the socket closes with the listener when we
+		 * drain; the master's copy keeps the queue for our heir. */
 		w_listeners[i] = evconnlistener_new(w_base, accept_cb, NULL,
-		    LEV_OPT_CLOSE_ON_EXEC, -1, fds[i]);
+		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
 		if (w_listeners[i] == NULL)
 			return 1;
 		w_nlisteners++;
@@ -209,13 +211,31 @@ copy_cb(struct bufferevent *from, void *arg)
 	bufferevent_write_buffer(arg, bufferevent_get_input(from));
 }
 
+static int	stdio_inner_fd = -1;
+
+/* Everything from fd 0 reached the session's socket: half-close it, so
+ * the session reads its input to the end and then sees EOF. */
+static void
+inner_drained(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		shutdown(stdio_inner_fd, SHUT_WR);
+}
+
 static void
 copy_event(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
-	(void)arg;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return;
+	if (bev == stdio_out || arg == stdio_out) {
+		/* The session's side is done: flush fd 1 and stop. */
 		event_base_loopexit(w_base, NULL);
+		return;
+	}
+	/* fd 0 ended: arg is the inner socket's bufferevent. */
+	bufferevent_setcb(arg, copy_cb, inner_drained, copy_event, stdio_out);
+	inner_drained(arg, NULL);
 }
 
 static struct bufferevent *
@@ -235,6 +255,7 @@ stdio_bev(void)
 	evutil_make_socket_nonblocking(sp[1]);
 	evutil_make_socket_nonblocking(0);
 	evutil_make_socket_nonblocking(1);
+	stdio_inner_fd = sp[1];
 	inner = bufferevent_socket_new(w_base, sp[1], BEV_OPT_CLOSE_ON_FREE);
 	in = bufferevent_socket_new(w_base, 0, 0);
 	out = stdio_out = bufferevent_socket_new(w_base, 1, 0);

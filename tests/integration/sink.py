@@ -1,5 +1,6 @@
 """A recording SMTP/LMTP server for tests: scripted replies per recipient,
-optional STARTTLS, PIPELINING, counts connections, keeps every message."""
+optional STARTTLS, PIPELINING, counts connections, keeps every message.
+A data_reply that returns None hangs up instead of answering."""
 import socket
 import ssl
 import threading
@@ -89,6 +90,8 @@ class Sink:
                             break
                         data += l[1:] if l.startswith(b".") else l
                     reps = [self.data_reply(r) for r in ok] if self.lmtp else [self.data_reply(ok[0] if ok else "")]
+                    if any(r is None for r in reps):
+                        return      # data_reply None: hang up instead
                     if all(r.startswith(b"2") for r in reps):
                         with self.lock:
                             self.messages.append((mail.decode(), list(ok), data, tls))

@@ -1,0 +1,164 @@
+"""The process model: workers restarted after a crash, SIGHUP reload,
+SIGTERM drain, config check, stdio mode, and a concurrent load in which
+every message arrives exactly once."""
+import concurrent.futures
+import os
+import signal
+import subprocess
+import time
+
+from moatlib import MOATD, Client, greet, message, send_one, free_port, wait_port
+
+
+def test_config_check(tmp_path):
+    good = tmp_path / "good.conf"
+    good.write_text("[server]\nlocal_domains = example.test\n")
+    out = subprocess.run([MOATD, "-c", str(good), "-t"], capture_output=True, text=True)
+    assert out.returncode == 0 and "configuration OK" in out.stdout
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[server]\nlocal_domains = example.test\nmax_errors = lots\n")
+    out = subprocess.run([MOATD, "-c", str(bad), "-t"], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f"{bad}:3: max_errors: 'lots' is not a number" in out.stderr
+    # A config with errors is refused at start too.
+    out = subprocess.run([MOATD, "-c", str(bad)], capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1 and ":3:" in out.stderr
+
+
+def test_worker_killed_during_data(make_moat):
+    m = make_moat(server={"workers": "1"})
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send("Subject: half\r\n\r\nfirst half of the message\r\n")
+    time.sleep(0.2)
+    (worker,) = m.worker_pids()
+    os.kill(worker, signal.SIGKILL)
+    # The client never sees 250: the connection just ends.
+    assert c.closed()
+    assert b"250" not in c.buf
+    assert m.all_delivered() == [] and m.tmp_files() == []
+    # The master restarts the worker and service resumes.
+    end = time.time() + 10
+    while time.time() < end and (not m.worker_pids() or m.worker_pids() == [worker]):
+        time.sleep(0.1)
+    assert m.worker_pids() and m.worker_pids() != [worker]
+    wait_port(m.port)
+    assert send_one(m.port)[0] == 250
+    assert "event=worker_died" in m.log()
+
+
+def test_reload_bad_config_keeps_serving(make_moat):
+    m = make_moat()
+    with open(m.conf, "a") as f:
+        f.write("\n[relay]\nnetworks = /nonexistent/file\n")
+    m.reload()
+    time.sleep(0.5)
+    assert "event=reload_failed" in m.log()
+    assert "/nonexistent/file" in m.log()
+    assert send_one(m.port)[0] == 250
+
+
+def test_reload_good_config_applies(make_moat):
+    m = make_moat()
+    c = Client(m.port)
+    assert "ESMTP moat" in c.reply()[1][0]
+    srv = dict(m.srv, banner="reloaded")
+    m.write_conf(srv, m.secs)
+    old = set(m.worker_pids())
+    m.reload()
+    end = time.time() + 10
+    while time.time() < end:
+        c2 = Client(m.port)
+        if "reloaded" in c2.reply()[1][0]:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("reload not applied")
+    # An idle session of an old worker is told to come back (421); the
+    # old workers drain and exit.
+    assert c.cmd("EHLO x")[0] == 421
+    time.sleep(0.5)
+    assert not (old & set(m.worker_pids()))
+
+
+def test_sigterm_drains(make_moat):
+    m = make_moat(server={"drain_timeout": "10"})
+    busy = greet(m.port)
+    busy.cmd("MAIL FROM:<a@example.org>", 250)
+    busy.cmd("RCPT TO:<alice@example.test>", 250)
+    idle = greet(m.port)
+    m.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # The idle session is told, the listener is closed ...
+    code, lines = idle.reply()
+    assert code == 421
+    try:
+        Client(m.port)
+        refused = False
+    except OSError:
+        refused = True
+    assert refused
+    # ... and the transaction in flight finishes.
+    busy.cmd("DATA", 354)
+    busy.send(message() + ".\r\n")
+    assert busy.reply()[0] == 250
+    assert busy.cmd("NOOP")[0] == 421
+    assert m.proc.wait(10) == 0
+    assert len(m.delivered()) == 1
+
+
+def test_stdio_mode_pipes(moat):
+    env = dict(os.environ, TCPREMOTEIP="192.0.2.7")
+    script = ("EHLO pipe.example\r\nMAIL FROM:<a@example.org>\r\n"
+              "RCPT TO:<alice@example.test>\r\nDATA\r\n")
+    p = subprocess.Popen([MOATD, "-c", moat.conf, "--stdio"], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    for line in script.split("\r\n")[:-1]:
+        p.stdin.write(line.encode() + b"\r\n")
+        p.stdin.flush()
+        time.sleep(0.1)
+    p.stdin.write(message().encode() + b".\r\nQUIT\r\n")
+    p.stdin.close()
+    out = p.stdout.read()
+    assert p.wait(10) == 0
+    assert b"250 2.0.0 Ok: queued" in out and out.endswith(b"221 2.0.0 mx.example.test Bye\r\n")
+    got = moat.delivered()
+    assert len(got) == 1 and b"([192.0.2.7])" in got[0]
+
+
+def test_stdio_under_tcpserver(moat):
+    port = free_port()
+    p = subprocess.Popen(["tcpserver", "-R", "-H", "127.0.0.1", str(port),
+                          MOATD, "-c", moat.conf, "--stdio"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        out = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}",
+                              "--to", "bob@example.test", "--from", "t@example.org"],
+                             capture_output=True, text=True, timeout=30)
+        assert "250 2.0.0 Ok: queued" in out.stdout, out.stdout
+        assert len(moat.delivered("bob")) == 1
+    finally:
+        p.terminate()
+        p.wait(5)
+
+
+def test_200_messages_20_at_a_time(make_moat):
+    m = make_moat()
+    msgs = [message(subject=f"m{i}", body=f"payload {i}\r\n" + "x" * 70 + "\r\n")
+            for i in range(200)]
+
+    def one(i):
+        return send_one(m.port, msg=msgs[i])[0]
+
+    with concurrent.futures.ThreadPoolExecutor(20) as ex:
+        codes = list(ex.map(one, range(200)))
+    assert codes == [250] * 200
+    got = m.delivered()
+    assert len(got) == 200
+    bodies = sorted(g[g.index(b"From: sender"):] for g in got)
+    assert bodies == sorted(x.replace("\r\n", "\n").encode() for x in msgs)
+    ev = [e for e in m.events(want=200) if e["event"] == "transaction"]
+    assert len(ev) == 200 and all(e["result"].startswith("250") for e in ev)
