@@ -43,7 +43,9 @@ struct filter {
 	const char		*summary;	/* one line */
 	const struct opt	*opts;		/* option table */
 	size_t			 conf_size;	/* its settings struct */
-	/* Loads lists etc. for one policy; -1 with err set. */
+	/* Loads lists etc. for one policy; -1 with err set. *state is
+	 * set as soon as there is one, even when init then fails: the
+	 * owner calls fini() on it either way. */
 	int			(*init)(const void *conf, void **state,
 				    char *err, size_t errlen);
 	void			(*fini)(void *state);

@@ -47,18 +47,16 @@ relay_init(const void *vconf, void **state, char *err, size_t errlen)
 
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -1;
+	*state = st;
 	if (conf->networks[0] != '\0' &&
-	    cidrlist_load(&st->nets, conf->networks, err, errlen) == -1) {
-		free(st);
+	    cidrlist_load(&st->nets, conf->networks, err, errlen) == -1)
 		return -1;
-	}
 	if (conf->allow_localhost) {
 		cidr_parse("127.0.0.0/8", &c);
 		cidrlist_add(&st->nets, &c);
 		cidr_parse("::1", &c);
 		cidrlist_add(&st->nets, &c);
 	}
-	*state = st;
 	return 0;
 }
 

@@ -207,9 +207,9 @@ timer_fired(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* The callback may free the session: nothing touches it after. */
 	if (s->timer_cb != NULL)
 		s->timer_cb(s);
-	session_maybe_free(s);
 }
 
 /* Read timeouts follow the state: commands, message data, or none while
