@@ -162,3 +162,28 @@ def test_200_messages_20_at_a_time(make_moat):
     assert bodies == sorted(x.replace("\r\n", "\n").encode() for x in msgs)
     ev = [e for e in m.events(want=200) if e["event"] == "transaction"]
     assert len(ev) == 200 and all(e["result"].startswith("250") for e in ev)
+
+
+def test_privileges_dropped_and_nofile_raised(make_moat):
+    import pwd
+    import shutil
+    import tempfile
+    box = tempfile.mkdtemp(prefix="moat-priv-")
+    os.chmod(box, 0o777)
+    try:
+        m = make_moat(server={"user": "nobody", "var_dir": box + "/var"},
+                      sections={"delivery": {"maildir": box + "/mail"}})
+        nobody = pwd.getpwnam("nobody").pw_uid
+        for pid in [m.proc.pid] + m.worker_pids():
+            status = open(f"/proc/{pid}/status").read()
+            uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
+            assert uid_line.split()[1:] == [str(nobody)] * 4, uid_line
+            limits = [l for l in open(f"/proc/{pid}/limits") if l.startswith("Max open files")][0]
+            soft, hard = limits.split()[3:5]
+            assert soft == hard, limits
+        assert send_one(m.port)[0] == 250
+        new = os.path.join(box, "mail", "example.test", "alice", "new")
+        assert len(os.listdir(new)) == 1
+        assert os.stat(os.path.join(new, os.listdir(new)[0])).st_uid == nobody
+    finally:
+        shutil.rmtree(box, ignore_errors=True)

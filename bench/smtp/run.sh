@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs the shared SMTP bench harness (../shared/bench/smtp) with moat added
+# as one more system under test, all on 127.0.0.1.
+#
+#   bench/smtp/run.sh smoke
+#   bench/smtp/run.sh throughput --suts moat,haraka,postfix,qpsmtpd-forkserver
+#   bench/smtp/run.sh idle --suts moat --n 10000
+#
+# The harness is used from a scratch copy under /tmp (it reads SUTs from its
+# own folder); nothing of it is kept in this repository.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench/smtp}
+WORK=${BENCH_WORK:-/tmp/moat-bench}
+[ -f "$SHARED/bench.py" ] || { echo "no harness at $SHARED" >&2; exit 1; }
+make -C "$ROOT" -s all
+mkdir -p "$WORK"
+rm -rf "$WORK/harness"
+cp -r "$SHARED" "$WORK/harness"
+sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat.sut.in" > "$WORK/harness/suts/moat.sut"
+# Haraka comes from the npm registry, installed once and reused.
+if [ ! -d "$WORK/haraka-npm/node_modules/Haraka" ] && command -v npm >/dev/null; then
+	mkdir -p "$WORK/haraka-npm"
+	cp "$SHARED/peers/haraka-npm/package.json" "$WORK/haraka-npm/"
+	(cd "$WORK/haraka-npm" && npm install --no-audit --no-fund >/dev/null 2>&1) ||
+	    echo "bench: npm install Haraka failed; haraka SUTs will fail" >&2
+fi
+if [ -d "$WORK/haraka-npm/node_modules" ]; then
+	ln -sfn "$WORK/haraka-npm/node_modules" \
+	    "$WORK/harness/peers/haraka-npm/node_modules"
+fi
+cd "$WORK/harness"
+exec /usr/bin/python3 ./bench.py "$@"
