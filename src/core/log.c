@@ -5,6 +5,7 @@
  * worker processes appending to one file do not interleave.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -145,6 +146,12 @@ log_msg(enum log_level level, uint64_t sid, const char *fmt, ...)
 	n = n + (size_t)r >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)r;
 	line[n++] = '\n';
 	dest_write(&human, prio[level], line, n);
+}
+
+bool
+log_json_enabled(void)
+{
+	return json.fd != -1 || json.syslog;
 }
 
 void

@@ -27,6 +27,8 @@ int	log_enabled(enum log_level);
 void	log_msg(enum log_level, uint64_t sid, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 struct buf;
+/* True when JSON lines go anywhere (callers skip building them if not). */
+_Bool	log_json_enabled(void);
 /* Writes one JSON object (line holds it, without the newline). */
 void	log_json(struct buf *line);
 

@@ -27,11 +27,13 @@ struct cl_region {
 };
 
 static struct cl_region	*regions;
+static int		 nregions;	/* slots in use: 2 x workers */
 static int		 my_slot;
 
 int
-connlimit_init(void)
+connlimit_init(int slots)
 {
+	nregions = slots < LIMIT_WORKERS ? slots : LIMIT_WORKERS;
 	regions = mmap(NULL, sizeof(struct cl_region) * LIMIT_WORKERS,
 	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (regions == MAP_FAILED) {
@@ -110,7 +112,7 @@ connlimit_enter(const struct sockaddr *sa, long long max_total,
 	if (regions == NULL)
 		return true;
 	key_of(sa, key);
-	for (s = 0; s < LIMIT_WORKERS; s++) {
+	for (s = 0; s < nregions; s++) {
 		total += __atomic_load_n(&regions[s].total, __ATOMIC_RELAXED);
 		if ((e = find(&regions[s], key)) != NULL)
 			ip += __atomic_load_n(&e->count, __ATOMIC_RELAXED);

@@ -14,7 +14,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-int	connlimit_init(void);
+/* Maps the shared table for this many worker slots. */
+int	connlimit_init(int slots);
 /* The region this process writes (the worker slot). */
 void	connlimit_slot(int slot);
 /* Forgets every count of a slot (its worker is gone). */

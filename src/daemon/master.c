@@ -340,7 +340,8 @@ master_run(struct moat_config *cf)
 	if (m_nworkers > LIMIT_WORKERS / 2)
 		m_nworkers = LIMIT_WORKERS / 2;
 	raise_nofile();
-	if (connlimit_init() == -1 || bind_all(err, sizeof(err)) == -1 ||
+	if (connlimit_init(2 * m_nworkers) == -1 ||
+	    bind_all(err, sizeof(err)) == -1 ||
 	    drop_privileges(err, sizeof(err)) == -1) {
 		log_fatal("%s", err[0] ? err : "cannot set up");
 		return 1;

@@ -222,6 +222,12 @@ session_timeouts(struct session *s)
 
 	t = s->state == ST_DATA || s->state == ST_BDAT ?
 	    s->conf->timeout_data : s->conf->timeout_command;
+	/* Re-arming costs an event_add per direction: only on a change. */
+	if (s->tmo_read == (s->pending == STAGE_COUNT ? t : -1) &&
+	    s->tmo_bev == s->bev)
+		return;
+	s->tmo_read = s->pending == STAGE_COUNT ? t : -1;
+	s->tmo_bev = s->bev;
 	rd.tv_sec = (time_t)t;
 	rd.tv_usec = 0;
 	wr = rd;

@@ -94,6 +94,8 @@ txnlog_transaction(struct session *s)
 			    t->msg.len - t->msg_start : 0;
 
 	t->logged = true;
+	if (!log_json_enabled())
+		return;
 	buf_init(&b, 64 * 1024);
 	json_head(&b, s, "transaction");
 	json_str(&b, "helo", s->helo, strlen(s->helo));
@@ -153,6 +155,8 @@ txnlog_refused(struct session *s, const char *reason)
 {
 	struct buf b;
 
+	if (!log_json_enabled())
+		return;
 	buf_init(&b, 4096);
 	json_head(&b, s, "refused");
 	json_str(&b, "reason", reason, strlen(reason));
