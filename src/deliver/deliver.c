@@ -255,7 +255,7 @@ deliver_rcpt(struct session *s, struct rcpt *r)
 void
 deliver_data(struct session *s)
 {
-	const struct deliver_conf *c = conf_of(s->txn.policy);
+	const struct deliver_conf *c = conf_of(s->txn->policy);
 
 	switch (c->m) {
 	case DM_MAILDIR:

@@ -211,8 +211,8 @@ backend_verdict(struct backend *b, int code, const char *text)
 static void
 backend_release(struct session *s, struct backend *b, bool clean)
 {
-	if (s != NULL && s->txn.backend == b)
-		s->txn.backend = NULL;
+	if (s != NULL && s->txn != NULL && s->txn->backend == b)
+		s->txn->backend = NULL;
 	if (b->c != NULL) {
 		client_forget(b->c, b);
 		if (clean)
@@ -244,8 +244,8 @@ rcpt_cb(void *arg, int code, const char *text)
 		 * next one starts over. The verdict's text lives in b, so
 		 * b goes only after the reply. */
 		v = backend_verdict(b, b->mail_code, b->mail_text);
-		if (s != NULL && s->txn.backend == b)
-			s->txn.backend = NULL;
+		if (s != NULL && s->txn != NULL && s->txn->backend == b)
+			s->txn->backend = NULL;
 		if (s != NULL)
 			session_queued(s->id, v);
 		backend_release(NULL, b, b->mail_code != 0);
@@ -280,23 +280,23 @@ mail_cb(void *arg, int code, const char *text)
 static void
 backend_send(struct backend *b, struct session *s)
 {
-	const struct path	*f = &s->txn.from;
+	const struct path	*f = &s->txn->from;
 	char			 line[LIMIT_COMMAND_LINE_EXT];
 	int			 n;
 
 	if (!b->mail_sent) {
 		n = snprintf(line, sizeof(line), "MAIL FROM:<%s%s%s>",
 		    f->local, f->null ? "" : "@", f->domain);
-		if (s->dr.flags & DATA_8BIT || s->txn.params.body ==
+		if (s->dr.flags & DATA_8BIT || s->txn->params.body ==
 		    BODY_8BITMIME)
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 			    " BODY=8BITMIME");
-		if (s->txn.params.smtputf8 && client_has(b->c, "SMTPUTF8"))
+		if (s->txn->params.smtputf8 && client_has(b->c, "SMTPUTF8"))
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 			    " SMTPUTF8");
-		if (s->txn.params.size > 0 && client_has(b->c, "SIZE"))
+		if (s->txn->params.size > 0 && client_has(b->c, "SIZE"))
 			snprintf(line + n, sizeof(line) - (size_t)n,
-			    " SIZE=%lld", s->txn.params.size);
+			    " SIZE=%lld", s->txn->params.size);
 		b->mail_sent = true;
 		client_cmd(b->c, line, mail_cb, b);
 	}
@@ -313,8 +313,8 @@ ready_cb(void *arg, int code, const char *text)
 		backend_send(b, s);
 		return;
 	}
-	if (s != NULL && s->txn.backend == b)
-		s->txn.backend = NULL;
+	if (s != NULL && s->txn != NULL && s->txn->backend == b)
+		s->txn->backend = NULL;
 	if (s != NULL)
 		session_queued(s->id, backend_verdict(b, 0, text));
 	backend_release(NULL, b, false);
@@ -345,7 +345,7 @@ backend_start(struct backend *b, struct session *s)
 void
 forward_rcpt(struct session *s, const struct deliver_conf *c, struct rcpt *r)
 {
-	struct backend		*b = s->txn.backend;
+	struct backend		*b = s->txn->backend;
 	const struct route	*route;
 
 	route = route_for(c, r->path.domain[0] ? r->path.domain :
@@ -371,7 +371,7 @@ forward_rcpt(struct session *s, const struct deliver_conf *c, struct rcpt *r)
 		b->route = route;
 		b->conf = c;
 		b->lmtp = c->m == DM_LMTP;
-		s->txn.backend = b;
+		s->txn->backend = b;
 		snprintf(b->rcpt_line, sizeof(b->rcpt_line), "RCPT TO:<%s>",
 		    r->addr);
 		backend_start(b, s);
@@ -422,8 +422,8 @@ data_cb(void *arg, int code, const char *text)
 		v = VERDICT(V_CONTINUE);
 	/* Detached first: the reply ends the transaction, which must not
 	 * abort this backend; the text lives in b until the reply is out. */
-	if (s != NULL && s->txn.backend == b)
-		s->txn.backend = NULL;
+	if (s != NULL && s->txn != NULL && s->txn->backend == b)
+		s->txn->backend = NULL;
 	if (s != NULL)
 		session_queued(s->id, v);
 	backend_release(NULL, b, last != 0);
@@ -432,8 +432,8 @@ data_cb(void *arg, int code, const char *text)
 void
 forward_data(struct session *s, const struct deliver_conf *c)
 {
-	struct backend	*b = s->txn.backend;
-	struct txn	*t = &s->txn;
+	struct backend	*b = s->txn->backend;
+	struct txn	*t = s->txn;
 
 	(void)c;
 	if (b == NULL || b->c == NULL) {
@@ -452,11 +452,11 @@ forward_data(struct session *s, const struct deliver_conf *c)
 void
 forward_abort(struct session *s)
 {
-	struct backend *b = s->txn.backend;
+	struct backend *b = s->txn->backend;
 
 	if (b == NULL)
 		return;
-	s->txn.backend = NULL;
+	s->txn->backend = NULL;
 	if (b->c == NULL) {
 		free(b);
 		return;

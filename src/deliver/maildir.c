@@ -166,7 +166,7 @@ write_tmp(struct session *s, const char *dir, const struct rcpt *r,
 	struct timespec	 ts;
 	struct iovec	 iov[2];
 	int		 fd, hn;
-	const struct path *f = &s->txn.from;
+	const struct path *f = &s->txn->from;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(name, namelen, "%lld.M%ldP%dQ%u.%s", (long long)ts.tv_sec,
@@ -206,7 +206,7 @@ fsync_dir(const char *dir)
 struct verdict
 maildir_deliver(struct session *s, const struct deliver_conf *c)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct buf	 body;
 	char		 (*names)[128], dir[MAILDIR_DIR_MAX], from[MAILDIR_PATH_MAX],
 			 to[MAILDIR_PATH_MAX];

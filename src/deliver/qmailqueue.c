@@ -166,16 +166,16 @@ spawn(const char *prog, int *msgfd, int *envfd)
 static void
 envelope(struct session *s, struct evbuffer *out)
 {
-	const struct path	*f = &s->txn.from;
+	const struct path	*f = &s->txn->from;
 	size_t			 i;
 
 	evbuffer_add_printf(out, "F%s%s%s", f->local, f->null ? "" : "@",
 	    f->domain);
 	evbuffer_add(out, "", 1);
-	for (i = 0; i < s->txn.nrcpt; i++) {
-		if (!s->txn.rcpts[i].accepted)
+	for (i = 0; i < s->txn->nrcpt; i++) {
+		if (!s->txn->rcpts[i].accepted)
 			continue;
-		evbuffer_add_printf(out, "T%s", s->txn.rcpts[i].addr);
+		evbuffer_add_printf(out, "T%s", s->txn->rcpts[i].addr);
 		evbuffer_add(out, "", 1);
 	}
 	evbuffer_add(out, "", 1);
@@ -228,7 +228,7 @@ qmailqueue_data(struct session *s, const struct deliver_conf *c)
 		job_free(j);
 		goto fail;
 	}
-	message_lf(&s->txn.msg, bufferevent_get_output(j->msg));
+	message_lf(&s->txn->msg, bufferevent_get_output(j->msg));
 	envelope(s, bufferevent_get_output(j->env));
 	bufferevent_setcb(j->msg, NULL, pipe_drained, pipe_error, j);
 	bufferevent_setcb(j->env, NULL, pipe_drained, pipe_error, j);

@@ -46,7 +46,7 @@ badmailfrom_fini(void *state)
 static struct verdict
 badmailfrom_mail(struct filter_call *c)
 {
-	const struct path	*p = &c->s->txn.from;
+	const struct path	*p = &c->s->txn->from;
 	char			 addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 3];
 	int			 n;
 

@@ -58,11 +58,11 @@ pipeline_is_local(const struct policy *p, const char *domain)
 static const struct policy *
 stage_policy(struct session *s, enum stage st)
 {
-	if (st == STAGE_RCPT && s->txn.cur != NULL)
-		return s->txn.cur->policy;
+	if (st == STAGE_RCPT && s->txn->cur != NULL)
+		return s->txn->cur->policy;
 	if ((st == STAGE_DATA || st == STAGE_DATA_POST) &&
-	    s->txn.policy != NULL)
-		return s->txn.policy;
+	    s->txn->policy != NULL)
+		return s->txn->policy;
 	return pipeline_active->def;
 }
 

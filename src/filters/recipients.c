@@ -94,7 +94,7 @@ static struct verdict
 recipients_rcpt(struct filter_call *c)
 {
 	const struct recipients_state	*st = c->state;
-	const struct rcpt		*r = c->s->txn.cur;
+	const struct rcpt		*r = c->s->txn->cur;
 	const char			*at, *d;
 	char				 key[sizeof(r->addr)];
 	size_t				 llen;

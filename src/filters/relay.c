@@ -100,7 +100,7 @@ route_is_local(const struct filter_call *c, const char *hosts)
 static struct verdict
 relay_rcpt(struct filter_call *c)
 {
-	const struct rcpt	*r = c->s->txn.cur;
+	const struct rcpt	*r = c->s->txn->cur;
 	const char		*lp = r->path.local;
 
 	if (c->s->trusted || c->s->authenticated)

@@ -91,7 +91,7 @@ command_line(struct session *s, char *line, size_t len)
 		    "in command)");
 		return;
 	}
-	if (session_shutting_down && !s->txn.active) {
+	if (session_shutting_down && s->txn == NULL) {
 		reply(s, 421, "4.3.2", "%s Service shutting down",
 		    s->conf->hostname);
 		session_quit(s);
@@ -182,12 +182,17 @@ path_error(struct session *s, enum parse_err e, bool is_rcpt)
 static void
 cmd_mail(struct session *s, struct command *c)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t;
 	struct str	 rest;
 	enum parse_err	 e;
 
 	if (!str_iprefix(c->arg, "FROM:")) {
 		reply_error(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	/* The transaction exists from MAIL to its end, not while idle. */
+	if ((t = s->txn = calloc(1, sizeof(*s->txn))) == NULL) {
+		reply(s, 451, "4.3.0", "Out of memory");
 		return;
 	}
 	c->arg.p += 5;
@@ -196,31 +201,25 @@ cmd_mail(struct session *s, struct command *c)
 	    s->conf->smtputf8);
 	if (e == PARSE_OK)
 		e = parse_mail_params(rest, &t->params);
-	if (e != PARSE_OK) {
+	if (e != PARSE_OK)
 		path_error(s, e, false);
-		return;
-	}
-	if (!s->esmtp && rest.len > 0) {
+	else if (!s->esmtp && rest.len > 0)
 		reply_error(s, 555, "5.5.4", "Parameters need EHLO");
-		return;
-	}
-	if (t->params.body == BODY_BINARYMIME) {
+	else if (t->params.body == BODY_BINARYMIME)
 		reply_error(s, 555, "5.5.4", "BINARYMIME not supported");
-		return;
-	}
-	if (t->from.utf8 && !t->params.smtputf8) {
+	else if (t->from.utf8 && !t->params.smtputf8)
 		reply_error(s, 553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
-		return;
-	}
-	if (t->params.size > s->conf->max_message_size) {
+	else if (t->params.size > s->conf->max_message_size)
 		reply(s, 552, "5.3.4", "Message too big (limit %lld bytes)",
 		    s->conf->max_message_size);
+	else {
+		t->active = true;
+		clock_gettime(CLOCK_REALTIME, &t->t_mail);
+		t->delayed = VERDICT(V_CONTINUE);
+		session_stage(s, STAGE_MAIL);
 		return;
 	}
-	t->active = true;
-	clock_gettime(CLOCK_REALTIME, &t->t_mail);
-	t->delayed = VERDICT(V_CONTINUE);
-	session_stage(s, STAGE_MAIL);
+	txn_reset(s);
 }
 
 /* True when "[a.b.c.d]" or "[IPv6:...]" is the address the client
@@ -253,7 +252,7 @@ literal_is_ours(const struct session *s, const char *lit)
 static struct rcpt *
 rcpt_add(struct session *s)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct rcpt	*r;
 	size_t		 cap;
 
@@ -285,7 +284,7 @@ rcpt_exempt(const struct rcpt *r)
 static void
 cmd_rcpt(struct session *s, struct command *c)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct rcpt	*r;
 	struct str	 rest;
 	enum parse_err	 e;
@@ -347,7 +346,7 @@ cmd_rcpt(struct session *s, struct command *c)
 static int
 data_begin(struct session *s, bool dot)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	char		 date[64];
 	time_t		 now = time(NULL);
 	struct tm	 tm;
@@ -388,8 +387,8 @@ cmd_data(struct session *s, struct command *c)
 		reply_error(s, 501, "5.5.4", "Syntax: DATA");
 		return;
 	}
-	if (s->txn.naccepted == 0) {
-		reply_error(s, 554, "5.5.1", s->txn.nrcpt > 0 ?
+	if (s->txn->naccepted == 0) {
+		reply_error(s, 554, "5.5.1", s->txn->nrcpt > 0 ?
 		    "No valid recipients" : "Need RCPT before DATA");
 		return;
 	}
@@ -397,7 +396,7 @@ cmd_data(struct session *s, struct command *c)
 	 * sent after it came before our 354 and is not a message. */
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		s->early_talker = true;
-	s->txn.chunked = false;
+	s->txn->chunked = false;
 	session_stage(s, STAGE_DATA);
 }
 
@@ -421,21 +420,21 @@ cmd_bdat(struct session *s, struct command *c)
 	}
 	s->bdat_left = size;
 	s->bdat_last = last;
-	if (s->txn.t_data.tv_sec != 0 || s->bdat_bad) {
+	if (s->txn->t_data.tv_sec != 0 || s->bdat_bad) {
 		/* A later chunk of a message already under way. */
 		session_set_state(s, ST_BDAT);
 		if (s->bdat_left == 0)
 			command_data_done(s);
 		return;
 	}
-	if (s->txn.naccepted == 0) {
+	if (s->txn->naccepted == 0) {
 		s->bdat_bad = true;
 		session_set_state(s, ST_BDAT);
 		if (s->bdat_left == 0)
 			command_data_done(s);
 		return;
 	}
-	s->txn.chunked = true;
+	s->txn->chunked = true;
 	session_stage(s, STAGE_DATA);
 }
 
@@ -527,7 +526,7 @@ cmd_starttls(struct session *s, struct command *c)
 static void
 data_end(struct session *s)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	unsigned	 f = s->dr.flags;
 	const char	*why = NULL, *esc = "5.6.0";
 	int		 code = 550;
@@ -590,7 +589,7 @@ command_data_done(struct session *s)
 static void
 rcpt_done(struct session *s, struct verdict v)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct rcpt	*r = t->cur;
 
 	r->verdict = v;
@@ -640,7 +639,7 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 			return;
 		}
 		if (deny)
-			s->txn.delayed = v;
+			s->txn->delayed = v;
 		session_set_state(s, ST_MAIL);
 		reply(s, 250, "2.1.0", "Sender OK");
 		return;
@@ -654,7 +653,7 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 				session_quit(s);
 			return;
 		}
-		if (!s->txn.chunked && evbuffer_get_length(
+		if (!s->txn->chunked && evbuffer_get_length(
 		    bufferevent_get_input(s->bev)) > 0)
 			s->early_talker = true;
 		if (s->early_talker) {
@@ -664,13 +663,13 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 			session_quit(s);
 			return;
 		}
-		if (data_begin(s, !s->txn.chunked) == -1) {
+		if (data_begin(s, !s->txn->chunked) == -1) {
 			reply(s, 451, "4.3.0", "Out of memory");
 			txn_reset(s);
 			session_set_state(s, ST_HELO);
 			return;
 		}
-		if (s->txn.chunked) {
+		if (s->txn->chunked) {
 			session_set_state(s, ST_BDAT);
 			if (s->bdat_left == 0)
 				command_data_done(s);
@@ -681,15 +680,15 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 		return;
 	case STAGE_DATA_POST:
 		if (deny) {
-			s->txn.result = v;
-			reply_verdict(s, &v, s->txn.result_text,
-			    sizeof(s->txn.result_text));
-			s->txn.result.text = s->txn.result_text;
+			s->txn->result = v;
+			reply_verdict(s, &v, s->txn->result_text,
+			    sizeof(s->txn->result_text));
+			s->txn->result.text = s->txn->result_text;
 			txn_reset(s);
 			return;
 		}
 		s->pending = STAGE_QUEUE;
-		s->txn.queue_msg = true;
+		s->txn->queue_msg = true;
 		s->ops->queue_data(s);
 		return;
 	default:
@@ -700,7 +699,7 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 void
 command_queued(struct session *s, struct verdict v)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct rcpt	*r = t->cur;
 
 	if (!t->queue_msg) {

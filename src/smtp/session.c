@@ -155,9 +155,9 @@ session_quit(struct session *s)
 int
 session_symbol(struct session *s, const char *name, double score)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
-	if (t->nsym >= LIMIT_SYMBOLS)
+	if (t == NULL || t->nsym >= LIMIT_SYMBOLS)
 		return -1;
 	t->sym[t->nsym].name = name;
 	t->sym[t->nsym].score = score;
@@ -169,15 +169,18 @@ session_symbol(struct session *s, const char *name, double score)
 void
 txn_reset(struct session *s)
 {
-	struct txn *t = &s->txn;
+	struct txn *t = s->txn;
 
+	if (t == NULL)
+		return;
 	if (t->active && !t->logged)
 		txnlog_transaction(s);
 	if (t->backend != NULL)
 		s->ops->queue_abort(s);
 	free(t->rcpts);
 	buf_free(&t->msg);
-	memset(t, 0, sizeof(*t));
+	free(t);
+	s->txn = NULL;
 }
 
 static void
@@ -292,7 +295,9 @@ session_read_data(struct session *s, struct evbuffer *in)
 	if (s->state == ST_BDAT) {
 		if ((long long)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
-		used = data_feed(&s->dr, v.iov_base, n, &done);
+		/* A refused chunk is read to stay in step, and dropped. */
+		used = s->bdat_bad ? n : data_feed(&s->dr, v.iov_base, n,
+		    &done);
 		s->bdat_left -= (long long)used;
 		evbuffer_drain(in, used);
 		if (s->bdat_left == 0)
@@ -538,7 +543,7 @@ session_drain(struct session *s)
 {
 	/* Idle between transactions: say goodbye now. Otherwise the
 	 * transaction finishes and the next command is refused. */
-	if (s->pending == STAGE_COUNT && !s->txn.active &&
+	if (s->pending == STAGE_COUNT && s->txn == NULL &&
 	    s->state != ST_DATA && s->state != ST_BDAT) {
 		reply(s, 421, "4.3.2", "%s Service shutting down",
 		    s->conf->hostname);

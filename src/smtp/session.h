@@ -154,7 +154,7 @@ struct session {
 	long long		 bdat_left;
 	bool			 bdat_last;
 	bool			 bdat_bad;	/* a BDAT chunk was refused */
-	struct txn		 txn;
+	struct txn		*txn;		/* NULL between transactions */
 	struct timespec		 t_connect;
 	void			*owner;		/* the worker's bookkeeping */
 	/* Storage for the pipeline while a stage runs or is pending. */

@@ -85,7 +85,7 @@ header_value(const char *m, size_t len, const char *name, char *out,
 void
 txnlog_transaction(struct session *s)
 {
-	struct txn	*t = &s->txn;
+	struct txn	*t = s->txn;
 	struct buf	 b;
 	size_t		 i;
 	char		 hv[LIMIT_LOG_QUOTE + 1];

@@ -13,6 +13,7 @@
 
 struct harness {
 	struct session		 s;
+	struct txn		 t;
 	struct rcpt		 r;
 	const struct filter	*f;
 	void			*conf;
@@ -41,7 +42,8 @@ harness_init(struct harness *h, const struct filter *f, const char *local,
 	strset_add(&h->pl.local, local, strlen(local));
 	h->pl.def = &h->pol;
 	pipeline_active = &h->pl;
-	h->s.txn.cur = &h->r;
+	h->s.txn = &h->t;
+	h->s.txn->cur = &h->r;
 	h->s.pending = STAGE_COUNT;
 	return f->init(h->conf, &h->state, err, sizeof(err));
 }

@@ -20,7 +20,7 @@ from(struct harness *h, const char *p)
 {
 	struct str rest;
 
-	assert_int_equal(parse_path(str_make(p, strlen(p)), &h->s.txn.from,
+	assert_int_equal(parse_path(str_make(p, strlen(p)), &h->s.txn->from,
 	    &rest, true, false, false), PARSE_OK);
 	return harness_call(h, STAGE_MAIL);
 }

@@ -50,11 +50,11 @@ async_mail(struct filter_call *c)
 	struct later	*l;
 	struct timeval	 tv = { 0, 50000 };
 
-	if (strcmp(c->s->txn.from.local, "slow") == 0)
+	if (strcmp(c->s->txn->from.local, "slow") == 0)
 		return VERDICT(V_PENDING);
 	l = calloc(1, sizeof(*l));
 	l->sid = c->s->id;
-	l->v = strcmp(c->s->txn.from.local, "deny") == 0 ?
+	l->v = strcmp(c->s->txn->from.local, "deny") == 0 ?
 	    verdict_make(V_DENY, 550, "5.7.1", "Denied later") :
 	    VERDICT(V_CONTINUE);
 	event_base_once(base, -1, EV_TIMEOUT, later_cb, l, &tv);
