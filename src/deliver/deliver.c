@@ -195,6 +195,23 @@ deliver_conf_free(struct deliver_conf *c)
 	opt_free(deliver_opts, c);
 }
 
+int
+deliver_lf(const struct buf *msg, struct buf *out)
+{
+	const char	*p = msg->data, *end = msg->data + msg->len, *cr;
+
+	buf_init(out, msg->len + 1);
+	while (p < end) {
+		cr = memchr(p, '\r', (size_t)(end - p));
+		if (cr == NULL || cr + 1 >= end || cr[1] != '\n')
+			return buf_add(out, p, (size_t)(end - p));
+		if (buf_add(out, p, (size_t)(cr - p)) == -1)
+			return -1;
+		p = cr + 1;
+	}
+	return 0;
+}
+
 const struct route *
 route_for(const struct deliver_conf *c, const char *domain)
 {

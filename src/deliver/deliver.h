@@ -72,6 +72,9 @@ void		qmailqueue_data(struct session *,
 		    const struct deliver_conf *);
 void		qmailqueue_init(struct event_base *);
 
+/* The message with LF line ends, as Maildir and qmail store it (the
+ * reader guarantees CRLF-only input); -1 on OOM. */
+int	deliver_lf(const struct buf *msg, struct buf *out);
 /* The route for a recipient domain, NULL when none. */
 const struct route *route_for(const struct deliver_conf *, const char *);
 

@@ -285,10 +285,18 @@ backend_send(struct backend *b, struct session *s)
 	int			 n;
 
 	if (!b->mail_sent) {
+		/* RFC 6531 §3.4: an SMTPUTF8 transaction is not downgraded. */
+		if (s->txn->params.smtputf8 && !client_has(b->c, "SMTPUTF8")) {
+			b->mail_code = 553;
+			snprintf(b->mail_text, sizeof(b->mail_text), "5.6.7 "
+			    "The next hop does not support SMTPUTF8");
+			rcpt_cb(b, 0, "");
+			return;
+		}
 		n = snprintf(line, sizeof(line), "MAIL FROM:<%s%s%s>",
 		    f->local, f->null ? "" : "@", f->domain);
-		if (s->dr.flags & DATA_8BIT || s->txn->params.body ==
-		    BODY_8BITMIME)
+		if (s->txn->params.body == BODY_8BITMIME &&
+		    client_has(b->c, "8BITMIME"))
 			n += snprintf(line + n, sizeof(line) - (size_t)n,
 			    " BODY=8BITMIME");
 		if (s->txn->params.smtputf8 && client_has(b->c, "SMTPUTF8"))

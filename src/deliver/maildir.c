@@ -115,24 +115,6 @@ maildir_rcpt(struct session *s, const struct deliver_conf *c,
 	return VERDICT(V_CONTINUE);
 }
 
-/* The message with LF line ends: what every mailbox file gets. */
-static int
-to_lf(const struct buf *msg, struct buf *out)
-{
-	const char	*p = msg->data, *end = msg->data + msg->len, *cr;
-
-	buf_init(out, msg->len + 1);
-	while (p < end) {
-		cr = memchr(p, '\r', (size_t)(end - p));
-		if (cr == NULL || cr + 1 >= end || cr[1] != '\n')
-			return buf_add(out, p, (size_t)(end - p));
-		if (buf_add(out, p, (size_t)(cr - p)) == -1)
-			return -1;
-		p = cr + 1;
-	}
-	return 0;
-}
-
 static int
 write_all(int fd, struct iovec *iov, int n)
 {
@@ -214,7 +196,7 @@ maildir_deliver(struct session *s, const struct deliver_conf *c)
 	int		 failed = 0;
 
 	if ((names = calloc(t->nrcpt, sizeof(*names))) == NULL ||
-	    to_lf(&t->msg, &body) == -1) {
+	    deliver_lf(&t->msg, &body) == -1) {
 		free(names);
 		return verdict_make(V_DEFER, 451, "4.3.0", "Out of memory");
 	}

@@ -42,14 +42,10 @@ qmailqueue_init(struct event_base *base)
 	qq_base = base;
 }
 
-/* Closes a pipe once everything queued on it is written. */
+/* Forgets and frees one of the job's pipes. */
 static void
-pipe_drained(struct bufferevent *bev, void *arg)
+pipe_close(struct qq_job *j, struct bufferevent *bev)
 {
-	struct qq_job *j = arg;
-
-	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		return;
 	if (bev == j->msg)
 		j->msg = NULL;
 	else
@@ -57,18 +53,20 @@ pipe_drained(struct bufferevent *bev, void *arg)
 	bufferevent_free(bev);
 }
 
+/* Closes a pipe once everything queued on it is written. */
+static void
+pipe_drained(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		pipe_close(arg, bev);
+}
+
 /* The child closed its end early; its exit code will say why. */
 static void
 pipe_error(struct bufferevent *bev, short what, void *arg)
 {
-	struct qq_job *j = arg;
-
 	(void)what;
-	if (bev == j->msg)
-		j->msg = NULL;
-	else
-		j->env = NULL;
-	bufferevent_free(bev);
+	pipe_close(arg, bev);
 }
 
 static void
@@ -78,9 +76,12 @@ job_free(struct qq_job *j)
 		bufferevent_free(j->msg);
 	if (j->env != NULL)
 		bufferevent_free(j->env);
-	event_free(j->exit_ev);
-	event_free(j->timer);
-	close(j->pidfd);
+	if (j->exit_ev != NULL)
+		event_free(j->exit_ev);
+	if (j->timer != NULL)
+		event_free(j->timer);
+	if (j->pidfd != -1)
+		close(j->pidfd);
 	free(j);
 }
 
@@ -181,31 +182,17 @@ envelope(struct session *s, struct evbuffer *out)
 	evbuffer_add(out, "", 1);
 }
 
-/* The message with LF line ends, as qmail stores it. */
-static void
-message_lf(const struct buf *m, struct evbuffer *out)
-{
-	const char *p = m->data, *end = m->data + m->len, *cr;
-
-	while (p < end) {
-		cr = memchr(p, '\r', (size_t)(end - p));
-		if (cr == NULL || cr + 1 >= end || cr[1] != '\n') {
-			evbuffer_add(out, p, (size_t)(end - p));
-			return;
-		}
-		evbuffer_add(out, p, (size_t)(cr - p));
-		p = cr + 1;
-	}
-}
-
 void
 qmailqueue_data(struct session *s, const struct deliver_conf *c)
 {
 	struct qq_job	*j;
+	struct buf	 lf;
 	int		 mfd, efd;
 	struct timeval	 tv = { (time_t)c->timeout, 0 };
 
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	buf_init(&lf, 0);
+	if (deliver_lf(&s->txn->msg, &lf) == -1 ||
+	    (j = calloc(1, sizeof(*j))) == NULL)
 		goto fail;
 	j->sid = s->id;
 	if ((j->pid = spawn(c->qmail_queue, &mfd, &efd)) == -1) {
@@ -223,12 +210,11 @@ qmailqueue_data(struct session *s, const struct deliver_conf *c)
 	    j->exit_ev == NULL || j->timer == NULL) {
 		kill(j->pid, SIGKILL);
 		waitpid(j->pid, NULL, 0);
-		if (j->pidfd == -1)
-			j->pidfd = open("/dev/null", O_RDONLY);
 		job_free(j);
 		goto fail;
 	}
-	message_lf(&s->txn->msg, bufferevent_get_output(j->msg));
+	evbuffer_add(bufferevent_get_output(j->msg), lf.data, lf.len);
+	buf_free(&lf);
 	envelope(s, bufferevent_get_output(j->env));
 	bufferevent_setcb(j->msg, NULL, pipe_drained, pipe_error, j);
 	bufferevent_setcb(j->env, NULL, pipe_drained, pipe_error, j);
@@ -238,6 +224,7 @@ qmailqueue_data(struct session *s, const struct deliver_conf *c)
 	evtimer_add(j->timer, &tv);
 	return;
 fail:
+	buf_free(&lf);
 	log_msg(LVL_WARN, s->id, "event=qmail_queue_error prog=%s errno=%s",
 	    c->qmail_queue, strerror(errno));
 	session_queued(s->id, verdict_make(V_DEFER, 451, "4.3.0",

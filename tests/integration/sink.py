@@ -8,8 +8,10 @@ import threading
 
 class Sink:
     def __init__(self, lmtp=False, tls_cert=None, tls_key=None,
-                 rcpt_reply=None, data_reply=None, greeting=b"220 sink ESMTP\r\n"):
+                 rcpt_reply=None, data_reply=None, greeting=b"220 sink ESMTP\r\n",
+                 smtputf8=True):
         self.lmtp = lmtp
+        self.smtputf8 = smtputf8
         self.rcpt_reply = rcpt_reply or (lambda rcpt: b"250 2.1.5 ok")
         self.data_reply = data_reply or (lambda rcpt: b"250 2.0.0 queued")
         self.greeting = greeting
@@ -64,7 +66,7 @@ class Sink:
                     caps = [b"250-sink", b"250-PIPELINING", b"250-8BITMIME", b"250-SIZE 100000000"]
                     if self.tls and not tls:
                         caps.append(b"250-STARTTLS")
-                    caps.append(b"250 SMTPUTF8")
+                    caps.append(b"250 SMTPUTF8" if self.smtputf8 else b"250 DSN")
                     s.sendall(b"\r\n".join(caps) + b"\r\n")
                 elif cmd.upper() == b"STARTTLS":
                     s.sendall(b"220 go ahead\r\n")

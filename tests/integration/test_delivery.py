@@ -225,3 +225,30 @@ def test_maildir_unwritable_is_4xx(make_moat, tmp_path):
     c.cmd("MAIL FROM:<a@example.org>", 250)
     code, lines = c.cmd("RCPT TO:<alice@example.test>")
     assert code == 451
+
+
+def test_forward_esmtp_parameters(make_moat):
+    s = Sink()
+    plain = Sink(smtputf8=False)
+    try:
+        m = forward_to(make_moat, s.port)
+        c = greet(m.port)
+        c.cmd("MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8", 250)
+        c.cmd("RCPT TO:<alice@example.test>", 250)
+        c.cmd("DATA", 354)
+        c.send("Subject: caf\u00e9\r\n\r\nna\u00efve\r\n.\r\n".encode())
+        assert c.reply()[0] == 250
+        mail = [x for x in s.commands if x.startswith(b"MAIL")][-1]
+        assert b" BODY=8BITMIME" in mail and b" SMTPUTF8" in mail
+        # A next hop without SMTPUTF8 never gets an SMTPUTF8 transaction.
+        m2 = forward_to(make_moat, plain.port)
+        c = greet(m2.port)
+        c.cmd("MAIL FROM:<a@example.org> SMTPUTF8", 250)
+        assert c.text("RCPT TO:<alice@example.test>").startswith("553 5.6.7")
+        c.cmd("RSET", 250)
+        c.cmd("MAIL FROM:<a@example.org>", 250)
+        c.cmd("RCPT TO:<alice@example.test>", 250)
+        assert not any(x.startswith(b"MAIL") and b"SMTPUTF8" in x for x in plain.commands)
+    finally:
+        s.close()
+        plain.close()
