@@ -90,9 +90,9 @@ test: deps
 	$(MAKE) lint
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz FUZZ_SECONDS=15
 	$(MAKE) integration
 	$(MAKE) asan
-	$(MAKE) fuzz FUZZ_SECONDS=15
 
 FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
