@@ -14,10 +14,10 @@ def make_moat(tmp_path):
     Stops it after the test and fails on any sanitizer report."""
     started = []
 
-    def make(**kw):
+    def make(start=True, **kw):
         m = Moat(tmp_path / f"m{len(started)}", **kw)
         started.append(m)
-        return m.start()
+        return m.start() if start else m
     yield make
     for m in started:
         m.stop()

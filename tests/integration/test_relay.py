@@ -88,3 +88,20 @@ def test_shipped_config_is_not_an_open_relay(tmp_path):
         assert c.cmd("RCPT TO:<x@elsewhere.org>")[0] == 554
     finally:
         m.stop()
+
+
+def test_validrcptto_cdb(make_moat):
+    """qmail's validrcptto.cdb, built by tinycdb's own tool."""
+    import subprocess
+    m = make_moat(server={"local_domains": "example.test wholedomain.test"},
+                  sections={"recipients": {"users": "", "validrcptto_cdb": "v.cdb"}},
+                  files={"v.txt": "carol@example.test \n@wholedomain.test \n"},
+                  start=False)
+    subprocess.run(f"cdb -c -m {m.dir}/v.cdb < {m.dir}/v.txt", shell=True, check=True)
+    m.start()
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    assert c.cmd("RCPT TO:<Carol@example.test>")[0] == 250
+    assert c.text("RCPT TO:<dave@example.test>") == "550 5.1.1 No such user here"
+    assert c.cmd("RCPT TO:<anyone@wholedomain.test>")[0] == 250
+    assert c.cmd("RCPT TO:<postmaster@example.test>")[0] == 250
