@@ -64,6 +64,9 @@ const struct opt server_opts[] = {
 	    "4.5.3.1.8 asks at least 100); 452 past it" },
 	{ "max_errors", OPT_INT, "10", 1, 1000, SMTP(max_errors),
 	    "bad or unknown commands before we hang up (421)" },
+	{ "max_command_line", OPT_INT, "1024", LIMIT_COMMAND_LINE,
+	    LIMIT_COMMAND_LINE_MAX, SMTP(max_command_line), "longest command "
+	    "line with CRLF (RFC 5321 4.5.3.1.4: 512, plus ESMTP parameters)" },
 	{ "max_line_length", OPT_INT, "1000", 78, LIMIT_TEXT_LINE_MAX,
 	    SMTP(max_line), "longest message line with CRLF (RFC 5321 "
 	    "4.5.3.1.6: 1000)" },

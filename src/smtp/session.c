@@ -319,13 +319,14 @@ session_read_data(struct session *s, struct evbuffer *in)
 static bool
 session_read_line(struct session *s, struct evbuffer *in)
 {
-	char			 line[LIMIT_COMMAND_LINE_EXT + 1];
+	static char		 line[LIMIT_COMMAND_LINE_MAX + 1];
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, avail = evbuffer_get_length(in);
+	size_t			 max = (size_t)s->conf->max_command_line;
 
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
 	if (eol.pos == -1) {
-		if (avail <= LIMIT_COMMAND_LINE_EXT)
+		if (avail <= max)
 			return false;
 		evbuffer_drain(in, avail);
 		if (!s->skip_line) {
@@ -339,11 +340,12 @@ session_read_line(struct session *s, struct evbuffer *in)
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
 		return true;
 	}
-	if ((size_t)eol.pos + eol_len > LIMIT_COMMAND_LINE_EXT) {
+	if ((size_t)eol.pos + eol_len > max) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
 		reply_error(s, 500, "5.5.2", "Line too long");
 		return true;
 	}
+	/* One worker, one loop: a static line buffer is never shared. */
 	evbuffer_remove(in, line, (size_t)eol.pos + eol_len);
 	line[eol.pos] = '\0';
 	command_line(s, line, (size_t)eol.pos);

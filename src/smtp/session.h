@@ -113,6 +113,7 @@ struct smtp_conf {
 	long long	 max_message_size;
 	long long	 max_recipients;
 	long long	 max_errors;
+	long long	 max_command_line;	/* with CRLF, RFC 5321 4.5.3.1.4 */
 	long long	 max_line;		/* text line, RFC 5321 4.5.3.1.6 */
 	long long	 max_header_lines;
 	long long	 timeout_command;

@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool			 last;
 	unsigned		 mode;
 
-	if (size > LIMIT_COMMAND_LINE_EXT + 1 || size == 0)
+	if (size > LIMIT_COMMAND_LINE_MAX + 1 || size == 0)
 		return 0;
 	mode = data[0];
 	if (parse_command((const char *)data + 1, size - 1, &c) != PARSE_OK)

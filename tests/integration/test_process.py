@@ -189,3 +189,27 @@ def test_privileges_dropped_and_nofile_raised(make_moat):
         assert os.stat(os.path.join(new, os.listdir(new)[0])).st_uid == nobody
     finally:
         shutil.rmtree(box, ignore_errors=True)
+
+
+def test_restart_backoff(make_moat):
+    """A worker that keeps dying young is restarted later each time."""
+    m = make_moat(server={"workers": "1"})
+
+    def kill_and_wait():
+        (old,) = m.worker_pids()
+        t0 = time.time()
+        os.kill(old, signal.SIGKILL)
+        while time.time() - t0 < 10:
+            pids = m.worker_pids()
+            if pids and pids != [old]:
+                return time.time() - t0
+            time.sleep(0.05)
+        raise AssertionError("worker not restarted")
+
+    first = kill_and_wait()
+    second = kill_and_wait()
+    assert 0.8 <= first < 1.8, first
+    assert 1.8 <= second < 3.0, second
+    assert "restart_in=1s" in m.log() and "restart_in=2s" in m.log()
+    wait_port(m.port)
+    assert send_one(m.port)[0] == 250

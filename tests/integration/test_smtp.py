@@ -110,6 +110,15 @@ def test_command_line_limit(moat):
     assert c.text("NOOP") == "250 2.0.0 OK"
 
 
+def test_command_line_limit_configured(make_moat):
+    m = make_moat(server={"max_command_line": "512"})
+    c = greet(m.port)
+    c.send("NOOP " + "x" * (512 - 7) + "\r\n")
+    assert c.reply()[0] == 250
+    c.send("NOOP " + "x" * (512 - 6) + "\r\n")
+    assert c.reply()[0] == 500
+
+
 def test_max_errors_disconnects(make_moat):
     m = make_moat(server={"max_errors": "4"})
     c = greet(m.port)
