@@ -94,8 +94,16 @@ struct override {
 	int	 line;
 };
 
+/* Where a section's first key is, for errors found after parsing. */
+struct where {
+	char	*section;
+	int	 line;
+};
+
 struct load_ctx {
 	struct moat_config	*cf;
+	struct where		*at;
+	size_t			 nat;
 	const char		*dir;
 	char			*filters;	/* [pipeline] filters */
 	int			 filters_line;
@@ -133,6 +141,37 @@ set_checked(const struct opt *tab, void *obj, const char *sect,
 	return r == 0 ? 0 : -1;
 }
 
+static void
+remember(struct load_ctx *lc, const char *sect, int line)
+{
+	struct where	*v;
+	size_t		 i;
+
+	for (i = 0; i < lc->nat; i++)
+		if (strcmp(lc->at[i].section, sect) == 0)
+			return;
+	if ((v = reallocarray(lc->at, lc->nat + 1, sizeof(*v))) == NULL)
+		return;
+	lc->at = v;
+	if ((v[lc->nat].section = strdup(sect)) != NULL)
+		v[lc->nat++].line = line;
+}
+
+/* "file:line" of a section's first key, or just "file". */
+static void
+where_is(const struct load_ctx *lc, const char *sect, char *out, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < lc->nat; i++)
+		if (strcmp(lc->at[i].section, sect) == 0) {
+			snprintf(out, n, "%s:%d", lc->cf->path,
+			    lc->at[i].line);
+			return;
+		}
+	snprintf(out, n, "%s", lc->cf->path);
+}
+
 static int
 on_key(void *ctx, const char *sect, const char *key, const char *val,
     int line, char *err, size_t errlen)
@@ -141,6 +180,7 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 	struct policy		*def = lc->cf->pl->def;
 	const struct filter	*f;
 
+	remember(lc, sect, line);
 	if (strcmp(sect, "server") == 0)
 		return set_checked(server_opts, &lc->cf->server, sect, key,
 		    val, lc->dir, err, errlen);
@@ -321,27 +361,39 @@ build_order(struct load_ctx *lc, char *err, size_t errlen)
 	return 0;
 }
 
-/* Loads each policy's filter state and checks its delivery settings. */
+/*
+ * Loads each policy's filter state and checks its delivery settings. An
+ * error names the section it came from by the line of its first key:
+ * "moat.conf:12: [relay]: nets:3: 'x' is not an address or network".
+ */
 static int
-policy_init(struct moat_config *cf, struct policy *p, char *err,
+policy_init(struct load_ctx *lc, struct policy *p, char *err,
     size_t errlen)
 {
-	char	msg[400];
-	size_t	i, k;
+	struct moat_config	*cf = lc->cf;
+	char			 msg[400], sect[300], at[PATH_MAX + 16];
+	const char		*name = "delivery";
+	size_t			 i, k;
 
 	for (i = 0; i < cf->pl->n; i++) {
 		k = filter_index(cf->pl->order[i]);
+		name = cf->pl->order[i]->name;
 		if (cf->pl->order[i]->init != NULL &&
 		    cf->pl->order[i]->init(p->conf[k], &p->state[k], msg,
 		    sizeof(msg)) == -1)
 			goto fail;
 	}
+	name = "delivery";
 	if (deliver_prepare(p->delivery, msg, sizeof(msg)) == -1)
 		goto fail;
 	return 0;
 fail:
-	snprintf(err, errlen, "%s%s%s: %s", p->domain ? "[domain " : "",
-	    p->domain ? p->domain : "", p->domain ? "]" : cf->path, msg);
+	if (p->domain != NULL)
+		snprintf(sect, sizeof(sect), "domain %s", p->domain);
+	else
+		snprintf(sect, sizeof(sect), "%s", name);
+	where_is(lc, sect, at, sizeof(at));
+	snprintf(err, errlen, "%s: [%s]: %s", at, sect, msg);
 	return -1;
 }
 
@@ -413,10 +465,10 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	if (build_order(lc, err, errlen) == -1 ||
 	    apply_overrides(lc, err, errlen) == -1 ||
 	    load_local(cf, err, errlen) == -1 ||
-	    policy_init(cf, cf->pl->def, err, errlen) == -1)
+	    policy_init(lc, cf->pl->def, err, errlen) == -1)
 		return -1;
 	for (i = 0; i < cf->pl->ndomains; i++)
-		if (policy_init(cf, cf->pl->domains[i], err, errlen) == -1)
+		if (policy_init(lc, cf->pl->domains[i], err, errlen) == -1)
 			return -1;
 	if (cf->server.tls_cert[0] != '\0') {
 		cf->tls = tls_server_ctx(cf->server.tls_cert,
@@ -467,6 +519,9 @@ out:
 		free(lc.ov[i].value);
 	}
 	free(lc.ov);
+	for (i = 0; i < lc.nat; i++)
+		free(lc.at[i].section);
+	free(lc.at);
 	free(lc.filters);
 	if (rc == -1) {
 		conf_free(cf);

@@ -56,7 +56,16 @@ def test_reload_bad_config_keeps_serving(make_moat):
     m.reload()
     time.sleep(0.5)
     assert "event=reload_failed" in m.log()
-    assert "/nonexistent/file" in m.log()
+    n = open(m.conf).read().splitlines().index("networks = /nonexistent/file") + 1
+    assert f'{m.conf}:{n}: [relay]: /nonexistent/file' in m.log()
+    assert send_one(m.port)[0] == 250
+    # A bad value is refused with its own line as well.
+    with open(m.conf, "a") as f:
+        f.write("\n[server]\nmax_errors = many\n")
+    m.reload()
+    time.sleep(0.5)
+    n = len(open(m.conf).read().splitlines())
+    assert f"{m.conf}:{n}: max_errors: 'many' is not a number" in m.log()
     assert send_one(m.port)[0] == 250
 
 

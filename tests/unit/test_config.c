@@ -109,7 +109,8 @@ test_opt_table(void **state)
 static void
 test_conf_errors(void **state)
 {
-	char long_line[400];
+	char		 long_line[400];
+	const char	*e;
 
 	(void)state;
 	write_file("users", "alice@example.test\n");
@@ -136,12 +137,18 @@ test_conf_errors(void **state)
 	assert_string_equal(load(long_line),
 	    "moat.conf:2: line longer than 198 characters");
 	assert_string_equal(load("[delivery]\nmethod = carrier-pigeon\n"),
-	    "moat.conf: method: 'carrier-pigeon' is not maildir, smtp, lmtp"
-	    " or qmail-queue");
-	/* A list file's own error carries its own file:line. */
+	    "moat.conf:2: [delivery]: method: 'carrier-pigeon' is not "
+	    "maildir, smtp, lmtp or qmail-queue");
+	/* A list file's error: where moat.conf names it, and its own
+	 * file:line. */
 	write_file("nets", "10.0.0.0/8\nnot-a-network\n");
-	assert_non_null(strstr(load("[relay]\nnetworks = nets\n"),
+	e = load("[server]\nbanner = x\n[relay]\nallow_localhost = no\n"
+	    "networks = nets\n");
+	assert_int_equal(strncmp(e, "moat.conf:4: [relay]: ", 22), 0);
+	assert_non_null(strstr(e,
 	    "nets:2: 'not-a-network' is not an address or network"));
+	assert_non_null(strstr(load("[domain example.org]\n"
+	    "relay.networks = nets\n"), "moat.conf:2: [domain example.org]: "));
 }
 
 static void
