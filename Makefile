@@ -82,7 +82,7 @@ asan:
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined \
 	    -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    build/asan/moatd
-	MOATD=build/asan/moatd ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	MOATD=build/asan/moatd ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    /usr/bin/python3 -m pytest -q tests/integration
 

@@ -178,7 +178,7 @@ spawn(int i)
 		 * first, so freeing it leaves the parent's untouched. */
 		event_reinit(m_base);
 		event_base_free(m_base);
-		_exit(worker_run(m_cf, fds, m_nlisten, i));
+		exit(worker_run(m_cf, fds, m_nlisten, i));
 	}
 	m_slots[i].pid = pid;
 	m_slots[i].gen = m_gen;
@@ -292,8 +292,9 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 		if (m_slots[i].restart != NULL)
 			evtimer_del(m_slots[i].restart);
 	}
-	/* The old config stays allocated: retired workers are separate
-	 * processes with their own copy, and ours is tiny. */
+	/* Retired workers are separate processes with their own copy:
+	 * the master's old config can go. */
+	conf_free(m_cf);
 	m_cf = cf;
 	log_open(cf->server.log, cf->server.json_log,
 	    (enum log_level)log_level_parse(cf->server.log_level));

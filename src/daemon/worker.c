@@ -33,6 +33,7 @@ static int			 w_nlisteners;
 static bool			 w_draining;
 static struct event		*w_drain_timer;
 static struct bufferevent	*stdio_out;	/* piped stdio: fd 1 */
+static struct bufferevent	*stdio_in, *stdio_inner;
 
 static void
 on_closed(struct session *s)
@@ -262,8 +263,9 @@ stdio_bev(void)
 	evutil_make_socket_nonblocking(0);
 	evutil_make_socket_nonblocking(1);
 	stdio_inner_fd = sp[1];
-	inner = bufferevent_socket_new(w_base, sp[1], BEV_OPT_CLOSE_ON_FREE);
-	in = bufferevent_socket_new(w_base, 0, 0);
+	inner = stdio_inner = bufferevent_socket_new(w_base, sp[1],
+	    BEV_OPT_CLOSE_ON_FREE);
+	in = stdio_in = bufferevent_socket_new(w_base, 0, 0);
 	out = stdio_out = bufferevent_socket_new(w_base, 1, 0);
 	/* fd 0 -> inner socket; inner socket -> fd 1 */
 	bufferevent_setcb(in, copy_cb, NULL, copy_event, inner);
@@ -311,6 +313,11 @@ worker_stdio(struct moat_config *cf)
 		fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
 		while (evbuffer_get_length(o) > 0 && evbuffer_write(o, 1) > 0)
 			;
+		bufferevent_free(stdio_out);
+		bufferevent_free(stdio_in);
+		bufferevent_free(stdio_inner);
 	}
+	deliver_worker_fini();
+	event_base_free(w_base);
 	return 0;
 }

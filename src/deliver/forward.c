@@ -223,13 +223,19 @@ backend_release(struct session *s, struct backend *b, bool clean)
 	free(b);
 }
 
-/* The RSET of an aborted transaction came back; the link is pooled. */
+/* The RSET of an aborted transaction came back: a clean link is pooled
+ * (the wait is already unlinked, so the client is idle now). */
 static void
 rset_done(void *arg, int code, const char *text)
 {
-	(void)code;
+	struct backend *b = arg;
+
 	(void)text;
-	free(arg);
+	if (code == 250)
+		pool_put(b->c, b->route, b->lmtp, b->conf);
+	else
+		drop(b->c);
+	free(b);
 }
 
 static void
@@ -470,19 +476,10 @@ forward_abort(struct session *s)
 		return;
 	}
 	client_forget(b->c, b);
-	if (client_idle(b->c) || b->want == 0) {
-		/* Mid-transaction but before DATA: RSET, then reuse. */
-		struct client *c = b->c;
-
-		b->c = NULL;
-		if (client_cmd(c, "RSET", rset_done, b) == 0) {
-			pool_put(c, b->route, b->lmtp, b->conf);
-			return;
-		}
-		drop(c);
-		free(b);
+	/* Before DATA the link can be reset and reused; rset_done() pools
+	 * it (or drops it) and frees b. Mid-message it cannot. */
+	if (b->want == 0 && client_cmd(b->c, "RSET", rset_done, b) == 0)
 		return;
-	}
 	drop(b->c);
 	free(b);
 }
