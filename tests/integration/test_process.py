@@ -222,3 +222,12 @@ def test_restart_backoff(make_moat):
     assert "restart_in=1s" in m.log() and "restart_in=2s" in m.log()
     wait_port(m.port)
     assert send_one(m.port)[0] == 250
+
+
+def test_shipped_config_checks():
+    """etc/moat.conf, what `make run` starts with, loads cleanly."""
+    from moatlib import ROOT
+    out = subprocess.run([MOATD, "-c", os.path.join(ROOT, "etc/moat.conf"), "-t"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "3 filters" in out.stdout
