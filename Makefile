@@ -8,10 +8,11 @@ CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
            $(shell pkg-config --cflags $(LINK_PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb
+LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -pthread
 BUILD   ?= build
 
-CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c
+CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
+           src/core/tpool.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
            src/smtp/client.c

@@ -9,6 +9,7 @@
 
 #include "../core/lists.h"
 #include "../core/log.h"
+#include "../core/tpool.h"
 #include "../filters/policy.h"
 #include "deliver.h"
 
@@ -236,11 +237,17 @@ deliver_worker_init(struct event_base *base, const char *helo)
 {
 	forward_init(base, helo);
 	qmailqueue_init(base);
+	/* Maildir fsyncs run off the loop; two threads keep one slow disk
+	 * from holding every message of this worker. */
+	if (tpool_start(base, 2) == -1)
+		log_msg(LVL_WARN, 0, "event=tpool_failed (Maildir writes run "
+		    "on the loop)");
 }
 
 void
 deliver_worker_fini(void)
 {
+	tpool_stop();
 	forward_fini();
 }
 
@@ -276,7 +283,7 @@ deliver_data(struct session *s)
 
 	switch (c->m) {
 	case DM_MAILDIR:
-		session_queued(s->id, maildir_deliver(s, c));
+		maildir_deliver(s, c);
 		return;
 	case DM_SMTP:
 	case DM_LMTP:

@@ -60,7 +60,7 @@ void	deliver_abort(struct session *);
 /* The methods. */
 struct verdict	maildir_rcpt(struct session *, const struct deliver_conf *,
 		    const struct rcpt *);
-struct verdict	maildir_deliver(struct session *,
+void		maildir_deliver(struct session *,
 		    const struct deliver_conf *);
 void		forward_rcpt(struct session *, const struct deliver_conf *,
 		    struct rcpt *);

@@ -8,8 +8,9 @@
  * gets 4xx for the whole message. Files hold LF line ends (Maildir
  * convention); the SMTP CRLF is translated on the way.
  *
- * This runs on the worker's loop: a local fsync is bounded in time,
- * unlike a network wait. A thread pool can take it if profiling asks.
+ * The writes and fsyncs run on a pool thread (core/tpool), never on the
+ * worker's loop: the job owns its paths, headers and its copy of the
+ * message, and its completion finds the session by id.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,12 +23,13 @@
 #include <unistd.h>
 
 #include "../core/log.h"
+#include "../core/tpool.h"
 #include "deliver.h"
 
 #define MAILDIR_PATH_MAX	4096
-#define MAILDIR_DIR_MAX		3800	/* leaves room for /tmp/<name> */
+#define MAILDIR_DIR_MAX		3700	/* leaves room for /tmp/<name> */
 
-static unsigned	maildir_seq;
+static unsigned	maildir_seq;	/* atomic: pool threads share it */
 
 /* A mailbox name made of characters that are safe in a path. */
 static int
@@ -71,22 +73,34 @@ mkdir_p(char *path, mode_t mode)
 	return mkdir(path, mode) == -1 && errno != EEXIST ? -1 : 0;
 }
 
-/* <root>/<domain>/<user>, creating tmp/ new/ cur/ as needed. */
+/* <root>/<domain>/<user>; -1 when the address cannot be a mailbox. */
 static int
-mailbox_path(struct session *s, const struct deliver_conf *c,
+mailbox_dir(struct session *s, const struct deliver_conf *c,
     const struct rcpt *r, char *dir, size_t dirlen)
 {
-	char		 user[LIMIT_LOCAL_PART + 1], sub[MAILDIR_PATH_MAX];
+	char		 user[LIMIT_LOCAL_PART + 1];
 	const char	*domain = r->path.domain[0] ? r->path.domain :
 			    s->conf->hostname;
-	static const char *const subs[] = { "tmp", "new", "cur" };
-	size_t		 i;
 
 	if (mailbox_name(c, r, user, sizeof(user)) == -1 ||
 	    strchr(domain, '/') != NULL || domain[0] == '.')
 		return -1;
 	if ((size_t)snprintf(dir, dirlen, "%s/%s/%s", c->maildir, domain,
 	    user) >= dirlen)
+		return -1;
+	return 0;
+}
+
+/* The same, creating tmp/ new/ cur/ as needed; -2 when that fails. */
+static int
+mailbox_path(struct session *s, const struct deliver_conf *c,
+    const struct rcpt *r, char *dir, size_t dirlen)
+{
+	static const char *const subs[] = { "tmp", "new", "cur" };
+	char	 sub[MAILDIR_PATH_MAX];
+	size_t	 i;
+
+	if (mailbox_dir(s, c, r, dir, dirlen) == -1)
 		return -1;
 	for (i = 0; i < 3; i++) {
 		snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
@@ -139,32 +153,43 @@ write_all(int fd, struct iovec *iov, int n)
 	return 0;
 }
 
-/* Writes one copy into tmp/ and fsyncs it; name gets the file name. */
+/* One recipient's copy: where it goes and its own two header lines. */
+struct md_copy {
+	char	dir[MAILDIR_DIR_MAX];
+	char	head[2 * (LIMIT_LOCAL_PART + LIMIT_DOMAIN) + 64];
+	char	name[LIMIT_DOMAIN + 64];
+};
+
+struct md_job {
+	uint64_t	 sid;
+	char		 host[LIMIT_DOMAIN + 1];
+	struct buf	 body;		/* the message, LF line ends */
+	struct md_copy	*copy;
+	size_t		 n, done;
+	int		 failed;	/* errno of the first failure */
+};
+
+/* Writes one copy into tmp/ and fsyncs it (pool thread). */
 static int
-write_tmp(struct session *s, const char *dir, const struct rcpt *r,
-    const struct buf *body, char *name, size_t namelen)
+write_tmp(const struct md_job *j, struct md_copy *c)
 {
-	char		 path[MAILDIR_PATH_MAX], head[LIMIT_PATH * 2 + 64];
+	char		 path[MAILDIR_PATH_MAX];
 	struct timespec	 ts;
 	struct iovec	 iov[2];
-	int		 fd, hn;
-	const struct path *f = &s->txn->from;
+	int		 fd;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(name, namelen, "%lld.M%ldP%dQ%u.%s", (long long)ts.tv_sec,
-	    ts.tv_nsec / 1000, (int)getpid(), ++maildir_seq,
-	    s->conf->hostname);
-	snprintf(path, sizeof(path), "%s/tmp/%s", dir, name);
+	snprintf(c->name, sizeof(c->name), "%lld.M%ldP%dQ%u.%s",
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (int)getpid(),
+	    __atomic_add_fetch(&maildir_seq, 1, __ATOMIC_RELAXED), j->host);
+	snprintf(path, sizeof(path), "%s/tmp/%s", c->dir, c->name);
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600)) == -1)
 		return -1;
-	hn = snprintf(head, sizeof(head), "Return-Path: <%s%s%s>\n"
-	    "Delivered-To: %s\n", f->local, f->domain[0] ? "@" : "",
-	    f->domain, r->addr);
-	iov[0].iov_base = head;
-	iov[0].iov_len = (size_t)hn;
-	iov[1].iov_base = body->data;
-	iov[1].iov_len = body->len;
+	iov[0].iov_base = c->head;
+	iov[0].iov_len = strlen(c->head);
+	iov[1].iov_base = j->body.data;
+	iov[1].iov_len = j->body.len;
 	if (write_all(fd, iov, 2) == -1 || fsync(fd) == -1) {
 		close(fd);
 		unlink(path);
@@ -185,54 +210,109 @@ fsync_dir(const char *dir)
 	return r;
 }
 
-struct verdict
-maildir_deliver(struct session *s, const struct deliver_conf *c)
+/* Pool thread: every copy to tmp/ and synced, then all linked to new/. */
+static void
+md_work(void *arg)
 {
-	struct txn	*t = s->txn;
-	struct buf	 body;
-	char		 (*names)[128], dir[MAILDIR_DIR_MAX], from[MAILDIR_PATH_MAX],
-			 to[MAILDIR_PATH_MAX];
-	size_t		 i, done = 0;
-	int		 failed = 0;
+	struct md_job	*j = arg;
+	char		 from[MAILDIR_PATH_MAX], to[MAILDIR_PATH_MAX];
+	size_t		 i;
 
-	if ((names = calloc(t->nrcpt, sizeof(*names))) == NULL ||
-	    deliver_lf(&t->msg, &body) == -1) {
-		free(names);
-		return verdict_make(V_DEFER, 451, "4.3.0", "Out of memory");
-	}
-	/* Phase 1: every copy written and synced in tmp/. */
-	for (i = 0; i < t->nrcpt && !failed; i++) {
-		if (!t->rcpts[i].accepted)
+	for (i = 0; i < j->n && !j->failed; i++)
+		if (write_tmp(j, &j->copy[i]) == -1)
+			j->failed = errno ? errno : EIO;
+	for (i = 0; i < j->n; i++) {
+		struct md_copy *c = &j->copy[i];
+
+		if (c->name[0] == '\0')
 			continue;
-		if (mailbox_path(s, c, &t->rcpts[i], dir, sizeof(dir)) != 0 ||
-		    write_tmp(s, dir, &t->rcpts[i], &body, names[i],
-		    sizeof(names[i])) == -1)
-			failed = 1;
-	}
-	/* Phase 2: link into new/, sync new/, drop the tmp/ name. */
-	for (i = 0; i < t->nrcpt; i++) {
-		if (names[i][0] == '\0')
-			continue;
-		mailbox_path(s, c, &t->rcpts[i], dir, sizeof(dir));
-		snprintf(from, sizeof(from), "%s/tmp/%s", dir, names[i]);
-		snprintf(to, sizeof(to), "%s/new/%s", dir, names[i]);
-		if (!failed && link(from, to) == 0) {
-			snprintf(to, sizeof(to), "%s/new", dir);
+		snprintf(from, sizeof(from), "%s/tmp/%s", c->dir, c->name);
+		snprintf(to, sizeof(to), "%s/new/%s", c->dir, c->name);
+		if (!j->failed && link(from, to) == 0) {
+			snprintf(to, sizeof(to), "%s/new", c->dir);
 			if (fsync_dir(to) == -1)
-				failed = 1;
+				j->failed = errno;
 			else
-				done++;
-		} else
-			failed = 1;
+				j->done++;
+		} else if (!j->failed)
+			j->failed = errno;
 		unlink(from);
 	}
-	buf_free(&body);
-	free(names);
-	if (failed) {
-		log_msg(LVL_WARN, s->id, "event=maildir_error delivered=%zu "
-		    "errno=%s", done, strerror(errno));
-		return verdict_make(V_DEFER, 451, "4.3.0",
-		    "Local delivery failed, try again later");
+}
+
+static void
+md_free(struct md_job *j)
+{
+	buf_free(&j->body);
+	free(j->copy);
+	free(j);
+}
+
+/* Loop thread: the verdict goes to the session, if it is still there. */
+static void
+md_done(void *arg)
+{
+	struct md_job *j = arg;
+
+	if (j->failed) {
+		log_msg(LVL_WARN, j->sid, "event=maildir_error delivered=%zu "
+		    "errno=%s", j->done, strerror(j->failed));
+		session_queued(j->sid, verdict_make(V_DEFER, 451, "4.3.0",
+		    "Local delivery failed, try again later"));
+	} else
+		session_queued(j->sid, VERDICT(V_CONTINUE));
+	md_free(j);
+}
+
+/* The job for this transaction: paths, headers and the LF message. */
+static struct md_job *
+md_job_new(struct session *s, const struct deliver_conf *c)
+{
+	struct txn		*t = s->txn;
+	const struct path	*f = &t->from;
+	struct md_job		*j;
+	size_t			 i;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return NULL;
+	j->sid = s->id;
+	snprintf(j->host, sizeof(j->host), "%s", s->conf->hostname);
+	if ((j->copy = calloc(t->naccepted, sizeof(*j->copy))) == NULL ||
+	    deliver_lf(&t->msg, &j->body) == -1) {
+		md_free(j);
+		return NULL;
 	}
-	return VERDICT(V_CONTINUE);
+	for (i = 0; i < t->nrcpt; i++) {
+		struct md_copy *cp = &j->copy[j->n];
+
+		if (!t->rcpts[i].accepted)
+			continue;
+		if (mailbox_dir(s, c, &t->rcpts[i], cp->dir,
+		    sizeof(cp->dir)) == -1) {
+			md_free(j);
+			return NULL;
+		}
+		snprintf(cp->head, sizeof(cp->head), "Return-Path: <%s%s%s>\n"
+		    "Delivered-To: %s\n", f->local, f->domain[0] ? "@" : "",
+		    f->domain, t->rcpts[i].addr);
+		j->n++;
+	}
+	return j;
+}
+
+void
+maildir_deliver(struct session *s, const struct deliver_conf *c)
+{
+	struct md_job *j = md_job_new(s, c);
+
+	if (j == NULL) {
+		session_queued(s->id, verdict_make(V_DEFER, 451, "4.3.0",
+		    "Out of memory"));
+		return;
+	}
+	if (tpool_submit(md_work, md_done, j) == 0)
+		return;
+	/* No pool (it failed to start): do it here rather than not at all. */
+	md_work(j);
+	md_done(j);
 }

@@ -195,7 +195,7 @@ on_reply(struct client *c, int code)
 
 			t = ssl == NULL ? NULL : bufferevent_openssl_filter_new(
 			    c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-			    BEV_OPT_CLOSE_ON_FREE);
+			    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 			if (t == NULL) {
 				SSL_free(ssl);
 				fail_all(c, "TLS setup failed");

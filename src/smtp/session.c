@@ -40,6 +40,7 @@ static uint32_t		 id_counter;
 
 static void	session_process(struct session *);
 static void	session_maybe_free(struct session *);
+static void	session_finish_input(struct session *);
 static void	session_timer_ms(struct session *, long long,
 		    void (*)(struct session *));
 
@@ -260,7 +261,10 @@ session_resume(uint64_t id, struct verdict v)
 	session_timeouts(s);
 	command_stage_done(s, st, v);
 	if (!s->in_process) {
-		session_process(s);
+		if (s->peer_eof)
+			session_finish_input(s);
+		else
+			session_process(s);
 		session_maybe_free(s);
 	}
 }
@@ -276,7 +280,10 @@ session_queued(uint64_t id, struct verdict v)
 	session_timeouts(s);
 	command_queued(s, v);
 	if (!s->in_process) {
-		session_process(s);
+		if (s->peer_eof)
+			session_finish_input(s);
+		else
+			session_process(s);
 		session_maybe_free(s);
 	}
 }
@@ -428,6 +435,17 @@ session_maybe_free(struct session *s)
 	session_free(s);
 }
 
+/* After the client's EOF: answer what is buffered, then close. */
+static void
+session_finish_input(struct session *s)
+{
+	session_process(s);
+	if (s->pending == STAGE_COUNT) {
+		session_quit(s);
+		session_maybe_free(s);
+	}
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -468,11 +486,16 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		session_maybe_free(s);
 		return;
 	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (what & BEV_EVENT_ERROR)
-			log_msg(LVL_DEBUG, s->id, "event=error errno=%d",
-			    EVUTIL_SOCKET_ERROR());
+	if (what & BEV_EVENT_ERROR) {
+		log_msg(LVL_DEBUG, s->id, "event=error errno=%d",
+		    EVUTIL_SOCKET_ERROR());
 		session_free(s);
+	} else if (what & BEV_EVENT_EOF) {
+		/* The client is done sending (perhaps only half-closed):
+		 * what it sent is still answered, a pending step first. */
+		s->peer_eof = true;
+		if (s->pending == STAGE_COUNT)
+			session_finish_input(s);
 	}
 }
 

@@ -165,6 +165,7 @@ struct session {
 	bool			 in_process;	/* inside session_process() */
 	bool			 early_talker;	/* data sent before 354 */
 	bool			 tls_shut;	/* close_notify queued */
+	bool			 peer_eof;	/* the client sent EOF */
 	long long		 tmo_read;	/* read timeout armed, -1 none */
 	struct bufferevent	*tmo_bev;	/* ... on this bufferevent */
 };

@@ -70,8 +70,12 @@ tls_start(struct session *s)
 
 	if ((ssl = SSL_new(s->tls_ctx)) == NULL)
 		return -1;
+	/* Deferred callbacks: the filter may otherwise call back into the
+	 * session from inside a reply() (a write failing at once), and a
+	 * callback may free the session. */
 	tbev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
 	if (tbev == NULL) {
 		SSL_free(ssl);
 		return -1;

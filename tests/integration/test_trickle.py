@@ -69,3 +69,23 @@ def test_random_garbage(moat):
     c = greet(moat.port)
     assert c.text("NOOP") == "250 2.0.0 OK"
     assert moat.delivered() == []
+
+
+def test_half_close_still_answered(moat):
+    """A client that sends everything and shuts its sending side down
+    still gets every reply, the last ones after the (async) delivery."""
+    s = socket.create_connection(("127.0.0.1", moat.port))
+    s.sendall(("EHLO half.example\r\nMAIL FROM:<a@example.org>\r\n"
+               "RCPT TO:<alice@example.test>\r\nDATA\r\n").encode())
+    buf = b""
+    while b"354 " not in buf:
+        buf += s.recv(4096)
+    s.sendall((message(subject="half") + ".\r\nQUIT\r\n").encode())
+    s.shutdown(socket.SHUT_WR)
+    while True:
+        data = s.recv(4096)
+        if not data:
+            break
+        buf += data
+    assert b"250 2.0.0 Ok: queued" in buf and buf.endswith(b"221 2.0.0 mx.example.test Bye\r\n")
+    assert len(moat.delivered()) == 1
