@@ -248,6 +248,20 @@ session_stage(struct session *s, enum stage st)
 	s->ops->stage(s, st);
 }
 
+/* After an async step: go on with buffered input (unless we are already
+ * inside the input loop, which goes on by itself). */
+static void
+session_continue(struct session *s)
+{
+	if (s->in_process)
+		return;
+	if (s->peer_eof)
+		session_finish_input(s);
+	else
+		session_process(s);
+	session_maybe_free(s);
+}
+
 void
 session_resume(uint64_t id, struct verdict v)
 {
@@ -260,13 +274,7 @@ session_resume(uint64_t id, struct verdict v)
 	s->pending = STAGE_COUNT;
 	session_timeouts(s);
 	command_stage_done(s, st, v);
-	if (!s->in_process) {
-		if (s->peer_eof)
-			session_finish_input(s);
-		else
-			session_process(s);
-		session_maybe_free(s);
-	}
+	session_continue(s);
 }
 
 void
@@ -279,13 +287,7 @@ session_queued(uint64_t id, struct verdict v)
 	s->pending = STAGE_COUNT;
 	session_timeouts(s);
 	command_queued(s, v);
-	if (!s->in_process) {
-		if (s->peer_eof)
-			session_finish_input(s);
-		else
-			session_process(s);
-		session_maybe_free(s);
-	}
+	session_continue(s);
 }
 
 /* Takes message bytes (DATA or a BDAT chunk) from the input buffer. */
