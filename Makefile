@@ -3,12 +3,13 @@ CC      ?= cc
 PKGS    := libevent libevent_openssl libcares openssl lmdb hiredis inih \
            libpcre2-8 gmime-3.0
 # Only what the code links today; the rest are installed for what comes.
-LINK_PKGS := libevent libevent_openssl openssl inih
+LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
            $(shell pkg-config --cflags $(LINK_PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -pthread
+LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
+           -pthread
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
@@ -16,6 +17,9 @@ CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
            src/smtp/client.c
+CONTENT := src/content/tokenize.c src/content/html.c src/content/mime.c \
+           src/content/classifier.c
+STORE   := src/store/lmdb.c src/store/shared.c
 FILTERS := src/filters/registry.c src/filters/pipeline.c \
            $(filter-out src/filters/registry.c src/filters/pipeline.c, \
              $(wildcard src/filters/*.c))
@@ -23,7 +27,8 @@ DELIVER := src/deliver/deliver.c src/deliver/maildir.c \
            src/deliver/forward.c src/deliver/qmailqueue.c
 DAEMON  := src/daemon/conf.c src/daemon/connlimit.c src/daemon/worker.c \
            src/daemon/master.c
-LIBSRC  := $(CORE) $(SMTP) $(FILTERS) $(DELIVER) $(DAEMON)
+LIBSRC  := $(CORE) $(SMTP) $(CONTENT) $(STORE) $(FILTERS) $(DELIVER) \
+           $(DAEMON)
 LIBOBJ  := $(LIBSRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -31,7 +36,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit integration asan fuzz lint clean cert
 
-all: $(BUILD)/moatd
+all: $(BUILD)/moatd $(BUILD)/moatctl
 
 deps:
 	@./scripts/deps.sh
@@ -44,6 +49,9 @@ $(BUILD)/libmoat.a: $(LIBOBJ)
 	ar rcs $@ $^
 
 $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/libmoat.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmoat.a

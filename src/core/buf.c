@@ -125,3 +125,14 @@ buf_add_json(struct buf *b, const char *s, size_t n, size_t max_in)
 	}
 	return 0;
 }
+
+int
+buf_insert(struct buf *b, size_t pos, const void *p, size_t n)
+{
+	if (pos > b->len || buf_reserve(b, n) == -1)
+		return -1;
+	memmove(b->data + pos + n, b->data + pos, b->len - pos + 1);
+	memcpy(b->data + pos, p, n);
+	b->len += n;
+	return 0;
+}

@@ -27,6 +27,8 @@ void	buf_reset(struct buf *);
 int	buf_add(struct buf *, const void *, size_t n);
 /* Appends a C string. */
 int	buf_adds(struct buf *, const char *);
+/* Inserts n bytes at pos (<= len); -1 (nothing changed) past the cap. */
+int	buf_insert(struct buf *, size_t pos, const void *, size_t n);
 /* Appends one byte. */
 int	buf_addc(struct buf *, char);
 /* Appends printf-style text; -1 past the cap. */

@@ -96,6 +96,7 @@ opt_apply(const struct opt *o, void *obj, const char *val,
 {
 	char		*base = obj, *s;
 	long long	 n;
+	double		 d;
 	bool		 b;
 
 	switch (o->type) {
@@ -108,6 +109,17 @@ opt_apply(const struct opt *o, void *obj, const char *val,
 			return -1;
 		}
 		memcpy(base + o->off, &n, sizeof(n));
+		return 0;
+	case OPT_FLOAT:
+		errno = 0;
+		d = strtod(val, &s);
+		if (s == val || *s != '\0' || errno != 0 || !(d >= o->min) ||
+		    !(d <= o->max)) {
+			snprintf(err, errlen, "%s: '%s' is not a number "
+			    "from %lld to %lld", o->key, val, o->min, o->max);
+			return -1;
+		}
+		memcpy(base + o->off, &d, sizeof(d));
 		return 0;
 	case OPT_BOOL:
 		if (parse_bool(val, &b) == -1) {

@@ -16,6 +16,7 @@
 enum opt_type {
 	OPT_INT,	/* long long, bounded */
 	OPT_SIZE,	/* long long with optional k/M/G suffix, bounded */
+	OPT_FLOAT,	/* double, bounded by min and max */
 	OPT_BOOL,	/* bool: yes/no/true/false/on/off/1/0 */
 	OPT_STR,	/* char *, verbatim */
 	OPT_PATH,	/* char *, relative paths resolved against the file */
@@ -25,7 +26,7 @@ struct opt {
 	const char	*key;
 	enum opt_type	 type;
 	const char	*def;		/* default, as it would be written */
-	long long	 min, max;	/* bounds for INT and SIZE */
+	long long	 min, max;	/* bounds for INT, SIZE, FLOAT */
 	size_t		 off;		/* offset into the settings struct */
 	const char	*help;		/* one line, for docs and -t output */
 };

@@ -16,6 +16,7 @@
 #include "../core/log.h"
 #include "../deliver/deliver.h"
 #include "../smtp/tls.h"
+#include "../store/store.h"
 #include "conf.h"
 
 #define SRV(f)	offsetof(struct server_conf, f)
@@ -31,6 +32,9 @@ const struct opt server_opts[] = {
 	    "drop privileges to this user after binding (when root)" },
 	{ "var_dir", OPT_PATH, "../var", 0, 0, SRV(var_dir),
 	    "state directory" },
+	{ "store_map_size", OPT_SIZE, "1G", 1024 * 1024, 1LL << 40,
+	    SRV(store_map_size), "largest size of the LMDB state store "
+	    "(<var_dir>/db)" },
 	{ "log", OPT_STR, "stderr", 0, 0, SRV(log),
 	    "human log: stderr, stdout, syslog, off or a file" },
 	{ "log_level", OPT_STR, "info", 0, 0, SRV(log_level),
@@ -452,6 +456,7 @@ static int
 conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 {
 	struct moat_config	*cf = lc->cf;
+	char			 db[PATH_MAX];
 	size_t			 i;
 
 	if (log_level_parse(cf->server.log_level) == -1) {
@@ -477,6 +482,8 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 		if (cf->tls == NULL)
 			return -1;
 	}
+	snprintf(db, sizeof(db), "%s/db", cf->server.var_dir);
+	store_configure(db, (size_t)cf->server.store_map_size);
 	return 0;
 }
 

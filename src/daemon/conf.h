@@ -15,6 +15,7 @@ struct server_conf {
 	long long	 workers;
 	char		*user;
 	char		*var_dir;
+	long long	 store_map_size;
 	char		*log;
 	char		*log_level;
 	char		*json_log;

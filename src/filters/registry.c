@@ -9,11 +9,15 @@
 extern const struct filter filter_relay;
 extern const struct filter filter_badmailfrom;
 extern const struct filter filter_recipients;
+extern const struct filter filter_bayes;
+extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
 	&filter_relay,
 	&filter_badmailfrom,
 	&filter_recipients,
+	&filter_bayes,
+	&filter_score,
 };
 
 const size_t filter_count = sizeof(filter_registry) /

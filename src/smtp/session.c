@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -165,6 +166,70 @@ session_symbol(struct session *s, const char *name, double score)
 	t->nsym++;
 	t->score += score;
 	return 0;
+}
+
+int
+session_add_header(struct session *s, const char *name, const char *value)
+{
+	struct txn	*t = s->txn;
+	struct buf	 line;
+	int		 rc;
+
+	if (t == NULL || t->msg.data == NULL)
+		return -1;
+	buf_init(&line, LIMIT_TEXT_LINE * 8);
+	rc = buf_printf(&line, "%s: %s\r\n", name, value);
+	if (rc == 0)
+		rc = buf_insert(&t->msg, t->msg_start, line.data, line.len);
+	if (rc == 0)
+		t->msg_start += line.len;
+	buf_free(&line);
+	return rc;
+}
+
+/* Where the client's Subject value starts, or (size_t)-1. Only the
+ * header section counts (up to the first empty line). */
+static size_t
+subject_at(const struct txn *t)
+{
+	const char	*m = t->msg.data;
+	size_t		 i = t->msg_start, n = t->msg.len;
+
+	while (i < n) {
+		if (m[i] == '\r' || m[i] == '\n')
+			return (size_t)-1;	/* end of headers */
+		if (n - i > 8 && strncasecmp(m + i, "Subject:", 8) == 0) {
+			i += 8;
+			if (i < n && m[i] == ' ')
+				i++;
+			return i;
+		}
+		while (i < n && m[i] != '\n')
+			i++;
+		i++;
+	}
+	return (size_t)-1;
+}
+
+int
+session_prefix_subject(struct session *s, const char *prefix)
+{
+	struct txn	*t = s->txn;
+	size_t		 at;
+	char		 pre[256];
+	int		 n;
+
+	if (t == NULL || t->msg.data == NULL)
+		return -1;
+	n = snprintf(pre, sizeof(pre), "%s ", prefix);
+	if (n < 0 || (size_t)n >= sizeof(pre))
+		return -1;
+	if ((at = subject_at(t)) == (size_t)-1) {
+		/* No Subject: give it one. */
+		pre[n - 1] = '\0';
+		return session_add_header(s, "Subject", pre);
+	}
+	return buf_insert(&t->msg, at, pre, (size_t)n);
 }
 
 void

@@ -81,6 +81,8 @@ struct txn {
 	struct verdict		 delayed;	/* delay-deny from MAIL stage */
 	struct verdict		 result;	/* end-of-data verdict */
 	char			 result_text[LIMIT_REPLY_LINE + 1];
+	/* Text of a data_post verdict that its filter composed. */
+	char			 verdict_text[LIMIT_REPLY_LINE + 1];
 	struct backend		*backend;	/* forward delivery in progress */
 	unsigned		 data_flags;
 	struct timespec		 t_mail, t_data, t_data_end, t_queued;
@@ -188,6 +190,14 @@ void		session_resume(uint64_t id, struct verdict);
 void		session_queued(uint64_t id, struct verdict);
 /* Adds a scored symbol to the transaction. */
 int		session_symbol(struct session *, const char *name, double);
+/* Adds a header field in front of the client's message (after ours,
+ * before the client's own); value may not hold CR or LF. -1 past the
+ * message's size cap. */
+int		session_add_header(struct session *, const char *name,
+		    const char *value);
+/* Puts prefix and a space before the client's Subject (adds a Subject
+ * when there is none). */
+int		session_prefix_subject(struct session *, const char *prefix);
 /* Stops reading new commands and closes once idle (SIGTERM drain). */
 void		session_drain(struct session *);
 /* Closes at once (shutdown after drain timeout). */

@@ -1,0 +1,447 @@
+/*
+ * moatctl: the operator's command line.
+ *
+ *   moatctl [-c moat.conf] [--db DIR] learn --spam|--ham|--forget PATH...
+ *   moatctl [-c moat.conf] [--db DIR] classify [--brief] FILE...
+ *   moatctl [-c moat.conf] [--db DIR] stats
+ *
+ * PATH is a message file, an mbox, a Maildir or a directory of any of
+ * them (read recursively, in name order). Settings come from moat.conf's
+ * [bayes] and [score] sections (built-in defaults with --db and no -c);
+ * the store is moat.conf's <var_dir>/db unless --db names another.
+ * Learning runs in write transactions of up to LEARN_BATCH messages, so
+ * moatd's workers keep reading a consistent table meanwhile.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../content/classifier.h"
+#include "../core/buf.h"
+#include "../daemon/conf.h"
+#include "../filters/bayes.h"
+#include "../filters/score.h"
+#include "../store/store.h"
+
+#define LEARN_BATCH	500
+/* Largest file read as one message or mbox. */
+#define MAX_FILE	(256LL * 1024 * 1024)
+
+struct ctl {
+	struct bayes_conf	*bayes;
+	struct score_conf	*score;
+	void			*bayes_state;	/* its band map */
+	struct store		*st;
+	struct store_txn	*txn;
+	bool			 write;
+	/* learn */
+	enum cls		 cls;
+	long long		 seen, changed, same, moved, missing, failed;
+	size_t			 in_batch;
+	time_t			 last_progress;
+	/* classify */
+	bool			 brief;
+	const char		*name;	/* file being read */
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: moatctl [-c moat.conf] [--db DIR] COMMAND\n"
+	    "  learn --spam|--ham|--forget PATH...  learn or forget messages"
+	    "\n  classify [--brief] FILE...           score messages\n"
+	    "  stats                                what has been learnt\n");
+	exit(2);
+}
+
+/* Reads a whole file (up to MAX_FILE); NULL with errno set. */
+static char *
+read_file(const char *path, size_t *len)
+{
+	struct buf	b;
+	char		chunk[65536];
+	ssize_t		n;
+	int		fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return NULL;
+	buf_init(&b, MAX_FILE);
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		if (buf_add(&b, chunk, (size_t)n) == -1) {
+			errno = EFBIG;
+			n = -1;
+			break;
+		}
+	close(fd);
+	if (n < 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	if (b.data == NULL)
+		buf_addc(&b, '\0'), b.len = 0;
+	*len = b.len;
+	return b.data;
+}
+
+static void
+progress(struct ctl *c, bool last)
+{
+	time_t now = time(NULL);
+
+	if (!last && now == c->last_progress)
+		return;
+	c->last_progress = now;
+	fprintf(stderr, "%slearn: %lld messages: %lld learnt, %lld moved "
+	    "from the other class, %lld already known%s",
+	    isatty(2) ? "\r" : "", c->seen, c->changed - c->moved, c->moved,
+	    c->same, isatty(2) && !last ? "" : "\n");
+	if (c->cls == CLS_NONE && last)
+		fprintf(stderr, "learn: %lld forgotten, %lld were never "
+		    "learnt\n", c->changed, c->missing);
+}
+
+static int
+batch_flush(struct ctl *c)
+{
+	if (c->txn == NULL)
+		return 0;
+	if (store_commit(c->txn) == -1) {
+		c->txn = NULL;
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return -1;
+	}
+	c->txn = NULL;
+	c->in_batch = 0;
+	return 0;
+}
+
+static int
+learn_one(struct ctl *c, struct tok *t)
+{
+	enum cls	prev;
+	int		rc;
+
+	if (c->txn == NULL && (c->txn = store_begin(c->st, true)) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return -1;
+	}
+	if ((rc = classifier_learn(c->txn, t, c->cls, &prev)) == -1) {
+		fprintf(stderr, "moatctl: %s: %s\n", c->name,
+		    store_error(c->st));
+		store_abort(c->txn);
+		c->txn = NULL;
+		return -1;
+	}
+	c->seen++;
+	if (rc == 1) {
+		c->changed++;
+		if (prev != CLS_NONE && c->cls != CLS_NONE)
+			c->moved++;
+	} else if (c->cls == CLS_NONE) {
+		c->missing++;
+	} else {
+		c->same++;
+	}
+	progress(c, false);
+	if (++c->in_batch >= LEARN_BATCH)
+		return batch_flush(c);
+	return 0;
+}
+
+/* The bayes filter's symbol for r, and the verdict where moatd would
+ * tag: "spam" when that symbol alone reaches [score] tag. */
+static const char *
+verdict_of(const struct ctl *c, const struct classifier_result *r,
+    const char **sym, double *score)
+{
+	*sym = "none";
+	*score = 0;
+	if (!r->opinion)
+		return "unsure";
+	*sym = bayes_symbol(c->bayes_state, r->prob, score);
+	return *score >= c->score->tag ? "spam" : "ham";
+}
+
+static int
+classify_one(struct ctl *c, struct tok *t)
+{
+	struct classifier_result	r;
+	const char			*v, *sym;
+	double				 sc;
+	size_t				 i;
+
+	if (c->txn == NULL && (c->txn = store_begin(c->st, false)) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return -1;
+	}
+	if (classifier_score(c->txn, &c->bayes->cls, t, &r) == -1) {
+		fprintf(stderr, "moatctl: %s: %s\n", c->name,
+		    store_error(c->st));
+		return -1;
+	}
+	v = verdict_of(c, &r, &sym, &sc);
+	if (c->brief) {
+		printf("%s %.6f %s\n", c->name, r.logit, v);
+		return 0;
+	}
+	if (!r.opinion) {
+		printf("%s: unsure (learnt %lld spam, %lld ham; needs %lld "
+		    "and %lld)\n", c->name, r.nspam, r.nham,
+		    c->bayes->cls.min_spam, c->bayes->cls.min_ham);
+		return 0;
+	}
+	printf("%s: %s  probability %.6f  %s %+.1f  (score %.2f; %zu of "
+	    "%zu features counted)\n", c->name, v, r.prob, sym, sc, r.logit,
+	    r.used, t->n);
+	for (i = 0; i < r.ntop; i++)
+		printf("  %+7.2f  %-40s spam %u ham %u\n", r.top[i].weight,
+		    tok_name(t, r.top[i].index), r.top[i].spam,
+		    r.top[i].ham);
+	return 0;
+}
+
+static int
+do_message(struct ctl *c, const char *msg, size_t len)
+{
+	struct tok		t;
+	struct mime_stats	ms;
+	int			rc;
+
+	tok_init(&t, (size_t)c->bayes->max_features, !c->write && !c->brief);
+	bayes_features(c->bayes, msg, len, &t, &ms);
+	rc = c->write ? learn_one(c, &t) : classify_one(c, &t);
+	tok_free(&t);
+	return rc;
+}
+
+/* True when an mbox line starts a new message ("From " at a line start). */
+static bool
+mbox_from(const char *p, size_t left)
+{
+	return left >= 5 && memcmp(p, "From ", 5) == 0;
+}
+
+/* Splits an mbox into messages; ">From " quoting is left as it is (it
+ * changes no feature of note). */
+static int
+do_mbox(struct ctl *c, const char *m, size_t len)
+{
+	size_t	start, i, body;
+	int	rc = 0;
+
+	for (start = 0; start < len && rc == 0; start = i) {
+		/* Skip the "From " line itself. */
+		for (body = start; body < len && m[body] != '\n'; body++)
+			;
+		body++;
+		for (i = body; i < len; i++)
+			if (m[i - 1] == '\n' && mbox_from(m + i, len - i))
+				break;
+		if (body < i)
+			rc = do_message(c, m + body, i - body);
+	}
+	return rc;
+}
+
+static int	do_path(struct ctl *, const char *);
+
+static int
+do_dir(struct ctl *c, const char *path)
+{
+	struct dirent	**ents;
+	char		  sub[4096];
+	struct stat	  sb;
+	bool		  maildir;
+	int		  n, i, rc = 0;
+
+	snprintf(sub, sizeof(sub), "%s/cur", path);
+	maildir = stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode);
+	if ((n = scandir(path, &ents, NULL, alphasort)) == -1) {
+		fprintf(stderr, "moatctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		const char *e = ents[i]->d_name;
+
+		if (rc == 0 && e[0] != '.' &&
+		    !(maildir && strcmp(e, "tmp") == 0)) {
+			snprintf(sub, sizeof(sub), "%s/%s", path, e);
+			rc = do_path(c, sub);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+	return rc;
+}
+
+static int
+do_path(struct ctl *c, const char *path)
+{
+	struct stat	 sb;
+	char		*m;
+	size_t		 len;
+	int		 rc;
+
+	if (stat(path, &sb) == -1) {
+		fprintf(stderr, "moatctl: %s: %s\n", path, strerror(errno));
+		c->failed++;
+		return 0;
+	}
+	if (S_ISDIR(sb.st_mode))
+		return do_dir(c, path);
+	if ((m = read_file(path, &len)) == NULL) {
+		fprintf(stderr, "moatctl: %s: %s\n", path, strerror(errno));
+		c->failed++;
+		return 0;
+	}
+	c->name = path;
+	rc = mbox_from(m, len) ? do_mbox(c, m, len) : do_message(c, m, len);
+	free(m);
+	return rc;
+}
+
+static int
+cmd_learn(struct ctl *c, int argc, char **argv)
+{
+	int		i = 0, rc = 0;
+	long long	pruned;
+
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[0], "--spam") == 0)
+		c->cls = CLS_SPAM;
+	else if (strcmp(argv[0], "--ham") == 0)
+		c->cls = CLS_HAM;
+	else if (strcmp(argv[0], "--forget") == 0)
+		c->cls = CLS_NONE;
+	else
+		usage();
+	c->write = true;
+	for (i = 1; i < argc && rc == 0; i++)
+		rc = do_path(c, argv[i]);
+	if (rc == 0 && c->txn != NULL) {
+		pruned = classifier_prune(c->txn, c->bayes->cls.max_tokens);
+		if (pruned > 0)
+			fprintf(stderr, "learn: pruned %lld tokens (cap %lld)"
+			    "\n", pruned, c->bayes->cls.max_tokens);
+		rc = pruned < 0 ? -1 : batch_flush(c);
+	}
+	store_abort(c->txn);
+	c->txn = NULL;
+	progress(c, true);
+	return rc == 0 && c->failed == 0 ? 0 : 1;
+}
+
+static int
+cmd_classify(struct ctl *c, int argc, char **argv)
+{
+	int i = 0, rc = 0;
+
+	if (argc > 0 && strcmp(argv[0], "--brief") == 0) {
+		c->brief = true;
+		i++;
+	}
+	if (i >= argc)
+		usage();
+	for (; i < argc && rc == 0; i++)
+		rc = do_path(c, argv[i]);
+	store_abort(c->txn);
+	c->txn = NULL;
+	return rc == 0 && c->failed == 0 ? 0 : 1;
+}
+
+static int
+cmd_stats(struct ctl *c)
+{
+	struct store_txn	*txn;
+	long long		 ns, nh, ntok;
+
+	if ((txn = store_begin(c->st, false)) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return 1;
+	}
+	classifier_totals(txn, &ns, &nh);
+	ntok = store_tokens_count(txn);
+	store_abort(txn);
+	printf("bayes: learnt %lld spam, %lld ham (opinion from %lld and "
+	    "%lld)\n", ns, nh, c->bayes->cls.min_spam, c->bayes->cls.min_ham);
+	printf("bayes: %lld tokens of at most %lld (%.0f%%)\n", ntok,
+	    c->bayes->cls.max_tokens,
+	    100.0 * (double)ntok / (double)c->bayes->cls.max_tokens);
+	printf("store: %lld bytes on disk\n", store_disk_size(c->st));
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct bayes_conf	 dbayes;
+	static struct score_conf	 dscore;
+	struct moat_config		*cf = NULL;
+	struct ctl			 c;
+	const char			*path = NULL, *db = NULL;
+	char				 err[1024];
+	int				 i, rc;
+
+	memset(&c, 0, sizeof(c));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
+			db = argv[++i];
+		else
+			break;
+	}
+	if (i >= argc)
+		usage();
+	if (path == NULL && db == NULL)
+		path = "/etc/moat/moat.conf";
+	if (path != NULL) {
+		if ((cf = conf_load(path, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "moatctl: %s\n", err);
+			return 1;
+		}
+		c.bayes = cf->pl->def->conf[filter_index(&filter_bayes)];
+		c.score = cf->pl->def->conf[filter_index(&filter_score)];
+	} else {
+		if (opt_defaults(filter_bayes.opts, &dbayes, NULL, err,
+		    sizeof(err)) == -1 || opt_defaults(filter_score.opts,
+		    &dscore, NULL, err, sizeof(err)) == -1) {
+			fprintf(stderr, "moatctl: %s\n", err);
+			return 1;
+		}
+		c.bayes = &dbayes;
+		c.score = &dscore;
+	}
+	if (filter_bayes.init(c.bayes, &c.bayes_state, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "moatctl: [bayes]: %s\n", err);
+		return 1;
+	}
+	if (db != NULL)
+		store_configure(db, 1ULL << 30);
+	if ((c.st = store_shared(err, sizeof(err))) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", err);
+		return 1;
+	}
+	if (strcmp(argv[i], "learn") == 0)
+		rc = cmd_learn(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "classify") == 0)
+		rc = cmd_classify(&c, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "stats") == 0)
+		rc = cmd_stats(&c);
+	else
+		usage();
+	store_close(c.st);
+	filter_bayes.fini(c.bayes_state);
+	conf_free(cf);
+	return rc;
+}
