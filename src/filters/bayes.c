@@ -31,7 +31,7 @@ static const struct opt bayes_opts[] = {
 	{ "max_tokens", OPT_INT, "2000000", 1000, 1000000000,
 	    BC(cls.max_tokens), "token table cap; learning prunes the "
 	    "least useful past it" },
-	{ "robs", OPT_FLOAT, "0.05", 0, 100, BC(cls.robs),
+	{ "robs", OPT_FLOAT, "0.1", 0, 100, BC(cls.robs),
 	    "Robinson's s: weight of robx for rarely seen features" },
 	{ "robx", OPT_FLOAT, "0.5", 0, 1, BC(cls.robx),
 	    "spam probability assumed for a feature never seen" },

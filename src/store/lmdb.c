@@ -62,6 +62,25 @@ store_open_dbs(struct store *st)
 	return 0;
 }
 
+/* mkdir -p: the var dir may not exist yet when moatctl runs first. */
+static int
+mkdir_parents(char *path)
+{
+	char *p;
+
+	for (p = path + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0750) == -1 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	return mkdir(path, 0750) == -1 && errno != EEXIST ? -1 : 0;
+}
+
 struct store *
 store_open(const char *dir, size_t map_size, char *err, size_t errlen)
 {
@@ -78,7 +97,7 @@ store_open(const char *dir, size_t map_size, char *err, size_t errlen)
 		free(st);
 		return NULL;
 	}
-	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+	if (mkdir_parents(st->dir) == -1) {
 		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
 		free(st);
 		return NULL;
