@@ -54,7 +54,7 @@ $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
 $(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/libmoat.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmoat.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
 	    $(LDLIBS) -lcmocka

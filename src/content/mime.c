@@ -94,6 +94,9 @@ walk_header(struct walk *w, const char *name, const char *value)
 	} else if (strcasecmp(name, "date") != 0 &&
 	    strcasecmp(name, "content-type") != 0) {
 		snprintf(pfx, sizeof(pfx), "h:%.30s:", name);
+		for (char *p = pfx; *p != '\0'; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p += 'a' - 'A';
 		tok_words(t, pfx, value, vl);
 	}
 }

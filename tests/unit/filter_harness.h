@@ -45,7 +45,8 @@ harness_init(struct harness *h, const struct filter *f, const char *local,
 	h->s.txn = &h->t;
 	h->s.txn->cur = &h->r;
 	h->s.pending = STAGE_COUNT;
-	return f->init(h->conf, &h->state, err, sizeof(err));
+	return f->init == NULL ? 0 :
+	    f->init(h->conf, &h->state, err, sizeof(err));
 }
 
 static inline void
