@@ -90,8 +90,8 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" unit
 	$(MAKE) BUILD=build/asan CFLAGS="-O1 -g -fsanitize=address,undefined \
 	    -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	    build/asan/moatd
-	MOATD=build/asan/moatd ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    build/asan/moatd build/asan/moatctl
+	MOATD=build/asan/moatd MOATCTL=build/asan/moatctl ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    /usr/bin/python3 -m pytest -q tests/integration
 
@@ -107,6 +107,18 @@ FUZZERS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 \
     -fsanitize=fuzzer,address,undefined
 FUZZ_SRC := src/core/buf.c src/smtp/parse.c src/smtp/data.c
+FUZZ_CONTENT := src/core/buf.c src/content/tokenize.c src/content/html.c \
+    src/content/mime.c
+GMIME_CFLAGS = $(shell pkg-config --cflags gmime-3.0)
+GMIME_LIBS = $(shell pkg-config --libs gmime-3.0)
+
+build/fuzz/fuzz_mime: tests/fuzz/fuzz_mime.c $(FUZZ_CONTENT)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(GMIME_CFLAGS) -o $@ $^ $(GMIME_LIBS)
+
+build/fuzz/fuzz_tokenize: tests/fuzz/fuzz_tokenize.c $(FUZZ_CONTENT)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(GMIME_CFLAGS) -o $@ $^ $(GMIME_LIBS)
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)

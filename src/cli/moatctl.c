@@ -2,7 +2,7 @@
  * moatctl: the operator's command line.
  *
  *   moatctl [-c moat.conf] [--db DIR] learn --spam|--ham|--forget PATH...
- *   moatctl [-c moat.conf] [--db DIR] classify [--brief] FILE...
+ *   moatctl [-c moat.conf] [--db DIR] classify [--brief] [--times] FILE...
  *   moatctl [-c moat.conf] [--db DIR] stats
  *
  * PATH is a message file, an mbox, a Maildir or a directory of any of
@@ -48,6 +48,9 @@ struct ctl {
 	time_t			 last_progress;
 	/* classify */
 	bool			 brief;
+	bool			 times;		/* --times: latency summary */
+	double			*ms;
+	size_t			 nms, capms;
 	const char		*name;	/* file being read */
 };
 
@@ -57,7 +60,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: moatctl [-c moat.conf] [--db DIR] COMMAND\n"
 	    "  learn --spam|--ham|--forget PATH...  learn or forget messages"
-	    "\n  classify [--brief] FILE...           score messages\n"
+	    "\n  classify [--brief] [--times] FILE... score messages\n"
 	    "  stats                                what has been learnt\n");
 	exit(2);
 }
@@ -208,16 +211,57 @@ classify_one(struct ctl *c, struct tok *t)
 	return 0;
 }
 
+/* Keeps one message's scoring time (reading + scoring, in ms). */
+static void
+time_add(struct ctl *c, const struct timespec *t0)
+{
+	struct timespec	 t1;
+	double		*n;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (c->nms == c->capms) {
+		c->capms = c->capms ? c->capms * 2 : 1024;
+		if ((n = realloc(c->ms, c->capms * sizeof(*n))) == NULL)
+			return;
+		c->ms = n;
+	}
+	c->ms[c->nms++] = (double)(t1.tv_sec - t0->tv_sec) * 1e3 +
+	    (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+times_report(struct ctl *c)
+{
+	if (!c->times || c->nms == 0)
+		return;
+	qsort(c->ms, c->nms, sizeof(*c->ms), cmp_double);
+	fprintf(stderr, "classify: %zu messages: p50 %.3f ms, p99 %.3f ms, "
+	    "max %.3f ms\n", c->nms, c->ms[c->nms / 2],
+	    c->ms[c->nms * 99 / 100], c->ms[c->nms - 1]);
+}
+
 static int
 do_message(struct ctl *c, const char *msg, size_t len)
 {
 	struct tok		t;
 	struct mime_stats	ms;
+	struct timespec		t0;
 	int			rc;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	tok_init(&t, (size_t)c->bayes->max_features, !c->write && !c->brief);
 	bayes_features(c->bayes, msg, len, &t, &ms);
 	rc = c->write ? learn_one(c, &t) : classify_one(c, &t);
+	if (!c->write)
+		time_add(c, &t0);
 	tok_free(&t);
 	return rc;
 }
@@ -345,9 +389,13 @@ cmd_classify(struct ctl *c, int argc, char **argv)
 {
 	int i = 0, rc = 0;
 
-	if (argc > 0 && strcmp(argv[0], "--brief") == 0) {
-		c->brief = true;
-		i++;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--brief") == 0)
+			c->brief = true;
+		else if (strcmp(argv[i], "--times") == 0)
+			c->times = true;
+		else
+			usage();
 	}
 	if (i >= argc)
 		usage();
@@ -355,6 +403,8 @@ cmd_classify(struct ctl *c, int argc, char **argv)
 		rc = do_path(c, argv[i]);
 	store_abort(c->txn);
 	c->txn = NULL;
+	times_report(c);
+	free(c->ms);
 	return rc == 0 && c->failed == 0 ? 0 : 1;
 }
 

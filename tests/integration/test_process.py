@@ -230,4 +230,4 @@ def test_shipped_config_checks():
     out = subprocess.run([MOATD, "-c", os.path.join(ROOT, "etc/moat.conf"), "-t"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "3 filters" in out.stdout
+    assert "5 filters" in out.stdout

@@ -1,0 +1,103 @@
+"""The classifier end to end: learn a small corpus with moatctl, then
+messages sent through moatd come out tagged, untouched or refused as the
+domain's thresholds say, and a learn while moatd runs is visible to the
+next message."""
+import os
+import subprocess
+
+from moatlib import ROOT, message, send_one
+
+MOATCTL = os.path.join(ROOT, os.environ.get("MOATCTL", "build/moatctl"))
+
+SPAM = ["cheap pills winner offer click now", "viagra cheap offer unsubscribe",
+        "winner lottery claim prize click", "cheap meds discount offer now",
+        "click here winner free money offer", "free prize claim cheap pills"]
+HAM = ["meeting agenda for the project review", "notes from the design review",
+       "project schedule and the agenda", "lunch after the review meeting",
+       "design notes attached for the project", "agenda items for tomorrow"]
+
+
+def corpus(tmp, name, texts):
+    d = os.path.join(str(tmp), name)
+    os.makedirs(d, exist_ok=True)
+    for i, t in enumerate(texts):
+        with open(os.path.join(d, f"{i}.eml"), "w") as f:
+            f.write(message(subject=f"{name} {i}", body=t + "\r\n"))
+    return d
+
+
+def ctl(m, *args):
+    r = subprocess.run([MOATCTL, "-c", m.conf, *args], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout + r.stderr
+
+
+def start(make_moat):
+    return make_moat(
+        server={"local_domains": "example.test strict.test"},
+        users=["alice@example.test", "carol@strict.test"],
+        sections={"pipeline": {"filters": "relay recipients bayes score"},
+                  "bayes": {"min_spam": "5", "min_ham": "5",
+                            "map": "0.1:-1 0.9:0 1:6"},
+                  "score": {"tag": "5", "reject": "8",
+                            "subject_prefix": "[SPAM]"}},
+        extra="\n[domain strict.test]\nscore.reject = 5\n")
+
+
+def test_learn_then_tag_and_reject(make_moat, tmp_path):
+    m = start(make_moat)
+    out = ctl(m, "learn", "--spam", corpus(tmp_path, "spam", SPAM))
+    assert "6 learnt" in out
+    ctl(m, "learn", "--ham", corpus(tmp_path, "ham", HAM))
+    # Learnt twice: counted once.
+    assert "6 already known" in ctl(m, "learn", "--ham",
+                                    os.path.join(str(tmp_path), "ham"))
+    assert "learnt 6 spam, 6 ham" in ctl(m, "stats")
+
+    spam = message(subject="offer", body="cheap pills offer click now winner\r\n")
+    ham = message(subject="agenda", body="the project review meeting agenda\r\n")
+    assert send_one(m.port, msg=spam)[0] == 250
+    assert send_one(m.port, msg=ham)[0] == 250
+    got = m.delivered()
+    assert len(got) == 2
+    # Maildir holds LF line ends.
+    assert b"X-Spam-Flag: YES\n" in got[0]
+    assert b"X-Spam-Status: Yes, score=6.0 required=5.0 tests=BAYES_90" in got[0]
+    assert b"Subject: [SPAM] offer\n" in got[0]
+    assert b"X-Spam-Flag" not in got[1]
+    assert b"X-Spam-Status: No, score=-1.0" in got[1]
+    assert b"Subject: agenda\n" in got[1]
+    # strict.test refuses from 5: the same spam is a 550 with the session.
+    code, text = send_one(m.port, rcpts=("carol@strict.test",), msg=spam)
+    assert code == 550 and "5.7.1" in text and "session" in text
+    assert m.delivered("carol", "strict.test") == []
+    ev = m.events(want=4)
+    refused = [e for e in ev if e.get("rcpts") and
+               e["rcpts"][0].get("to") == "carol@strict.test"]
+    assert refused and refused[-1]["symbols"] == {"BAYES_90": 6.0}
+    assert refused[-1]["result"].startswith("550 5.7.1")
+
+    # classify says why.
+    path = os.path.join(str(tmp_path), "spam", "0.eml")
+    out = ctl(m, "classify", path)
+    assert ": spam" in out and "cheap" in out
+
+
+def test_learn_while_running(make_moat, tmp_path):
+    m = start(make_moat)
+    ctl(m, "learn", "--spam", corpus(tmp_path, "spam", SPAM))
+    ctl(m, "learn", "--ham", corpus(tmp_path, "ham", HAM))
+    novel = message(subject="zq", body="zorbix quandle frimp\r\n")
+    assert send_one(m.port, msg=novel)[0] == 250
+    assert b"X-Spam-Flag" not in m.delivered()[-1]
+    # Now learn those words as spam, with moatd running.
+    ctl(m, "learn", "--spam", corpus(tmp_path, "more",
+                                     ["zorbix quandle frimp deal",
+                                      "frimp zorbix quandle now"]))
+    assert send_one(m.port, msg=novel)[0] == 250
+    assert b"X-Spam-Flag: YES" in m.delivered()[-1]
+    # Forgetting them again takes it back.
+    ctl(m, "learn", "--forget", os.path.join(str(tmp_path), "more"))
+    assert send_one(m.port, msg=novel)[0] == 250
+    assert b"X-Spam-Flag" not in m.delivered()[-1]
