@@ -4,10 +4,13 @@ PKGS    := libevent libevent_openssl libcares openssl lmdb hiredis inih \
            libpcre2-8 gmime-3.0
 # Only what the code links today; the rest are installed for what comes.
 LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb
+# CFLAGS is the caller's (optimisation, sanitizers); MOAT_CFLAGS always
+# applies, so the ASan build keeps -Werror and the libraries' paths.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
+MOAT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
            $(shell pkg-config --cflags $(LINK_PKGS) 2>/dev/null)
+ALL_CFLAGS = $(CFLAGS) $(MOAT_CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
            -pthread
 BUILD   ?= build
@@ -43,20 +46,20 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libmoat.a: $(LIBOBJ)
 	ar rcs $@ $^
 
 $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/libmoat.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
 	    $(LDLIBS) -lcmocka
 
 # A self-signed certificate for STARTTLS, made once (make run, tests).
