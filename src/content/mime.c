@@ -169,7 +169,8 @@ walk_text(struct walk *w, GMimeObject *o)
 	g_free(text);
 }
 
-static void	walk_object(struct walk *, GMimeObject *, unsigned depth);
+static void		 walk_object(struct walk *, GMimeObject *, unsigned);
+static GMimeMessage	*mime_parse(const char *, size_t);
 
 static void
 walk_multipart(struct walk *w, GMimeMultipart *mp, unsigned depth)
@@ -223,11 +224,8 @@ mime_scan(const char *msg, size_t len, const struct mime_limits *lim,
     struct tok *t, struct mime_stats *st)
 {
 	struct walk	 w = { lim, t, st, { 0 } };
-	GMimeStream	*stream;
-	GMimeParser	*parser;
 	GMimeMessage	*m;
 
-	pthread_once(&gmime_once, gmime_start);
 	memset(st, 0, sizeof(*st));
 	buf_init(&w.html, (size_t)lim->max_bytes);
 	if (len > (size_t)lim->max_bytes) {
@@ -237,12 +235,7 @@ mime_scan(const char *msg, size_t len, const struct mime_limits *lim,
 		while (len > 0 && msg[len - 1] != '\n')
 			len--;
 	}
-	stream = g_mime_stream_mem_new_with_buffer(msg, len);
-	parser = g_mime_parser_new_with_stream(stream);
-	g_object_unref(stream);
-	m = g_mime_parser_construct_message(parser, NULL);
-	g_object_unref(parser);
-	if (m == NULL) {
+	if ((m = mime_parse(msg, len)) == NULL) {
 		tok_text(t, "", msg, walk_budget(&w, len));
 	} else {
 		walk_headers(&w, GMIME_OBJECT(m));
@@ -251,4 +244,66 @@ mime_scan(const char *msg, size_t len, const struct mime_limits *lim,
 		g_object_unref(m);
 	}
 	buf_free(&w.html);
+}
+
+/* Parses msg; NULL when GMime finds no message in it. */
+static GMimeMessage *
+mime_parse(const char *msg, size_t len)
+{
+	GMimeStream	*stream;
+	GMimeParser	*parser;
+	GMimeMessage	*m;
+
+	pthread_once(&gmime_once, gmime_start);
+	stream = g_mime_stream_mem_new_with_buffer(msg, len);
+	parser = g_mime_parser_new_with_stream(stream);
+	g_object_unref(stream);
+	m = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	return m;
+}
+
+/* Calls fn for each message/rfc822 child of o, down to max_depth. */
+static int
+each_attached(GMimeObject *o, const struct mime_limits *lim, unsigned depth,
+    void (*fn)(void *, const char *, size_t), void *arg, int *left)
+{
+	GMimeMessage	*m;
+	char		*raw;
+	int		 i, n = 0;
+
+	if (o == NULL || depth > (unsigned)lim->max_depth || *left <= 0)
+		return 0;
+	if (GMIME_IS_MESSAGE_PART(o)) {
+		m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
+		if (m == NULL || (raw = g_mime_object_to_string(
+		    GMIME_OBJECT(m), NULL)) == NULL)
+			return 0;
+		(*left)--;
+		fn(arg, raw, strlen(raw));
+		g_free(raw);
+		return 1;
+	}
+	if (!GMIME_IS_MULTIPART(o))
+		return 0;
+	for (i = 0; i < g_mime_multipart_get_count(GMIME_MULTIPART(o)); i++)
+		n += each_attached(g_mime_multipart_get_part(GMIME_MULTIPART(o),
+		    i), lim, depth + 1, fn, arg, left);
+	return n;
+}
+
+int
+mime_each_attached(const char *msg, size_t len,
+    const struct mime_limits *lim, void (*fn)(void *, const char *, size_t),
+    void *arg)
+{
+	GMimeMessage	*m;
+	int		 n, left = (int)lim->max_parts;
+
+	if ((m = mime_parse(msg, len)) == NULL)
+		return 0;
+	n = each_attached(g_mime_message_get_mime_part(m), lim, 0, fn, arg,
+	    &left);
+	g_object_unref(m);
+	return n;
 }

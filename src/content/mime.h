@@ -40,4 +40,13 @@ struct mime_stats {
 void	mime_scan(const char *msg, size_t len, const struct mime_limits *,
 	    struct tok *t, struct mime_stats *);
 
+/* Calls fn with the whole text of each message attached to msg
+ * (message/rfc822 parts, as forwarded "as attachment"), up to max_parts
+ * of them within max_depth; returns how many. The whole of msg is
+ * parsed: callers bound it (training mail: the SMTP size limit, read
+ * off the loop). */
+int	mime_each_attached(const char *msg, size_t len,
+	    const struct mime_limits *, void (*fn)(void *, const char *,
+	    size_t), void *arg);
+
 #endif

@@ -455,7 +455,7 @@ forward_data(struct session *s, const struct deliver_conf *c)
 		    "Backend unavailable, try again later"));
 		return;
 	}
-	b->want = b->lmtp ? (int)t->naccepted : 1;
+	b->want = b->lmtp ? (int)(t->naccepted - t->nconsumed) : 1;
 	if (client_data(b->c, t->msg.data, t->msg.len, b->want, data_cb,
 	    b) == -1) {
 		session_queued(s->id, backend_verdict(b, 0, "backend lost"));

@@ -285,7 +285,7 @@ md_job_new(struct session *s, const struct deliver_conf *c)
 	for (i = 0; i < t->nrcpt; i++) {
 		struct md_copy *cp = &j->copy[j->n];
 
-		if (!t->rcpts[i].accepted)
+		if (!t->rcpts[i].accepted || t->rcpts[i].consumed)
 			continue;
 		if (mailbox_dir(s, c, &t->rcpts[i], cp->dir,
 		    sizeof(cp->dir)) == -1) {

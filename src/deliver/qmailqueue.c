@@ -174,7 +174,8 @@ envelope(struct session *s, struct evbuffer *out)
 	    f->domain);
 	evbuffer_add(out, "", 1);
 	for (i = 0; i < s->txn->nrcpt; i++) {
-		if (!s->txn->rcpts[i].accepted)
+		if (!s->txn->rcpts[i].accepted ||
+		    s->txn->rcpts[i].consumed)
 			continue;
 		evbuffer_add_printf(out, "T%s", s->txn->rcpts[i].addr);
 		evbuffer_add(out, "", 1);

@@ -8,14 +8,25 @@
  * The store is read in one snapshot per message; moatctl's learning is
  * visible to the next message. With too little learnt, or the store
  * unreadable, the filter has no opinion (fail mode: continue).
+ *
+ * Training addresses (spam_address, ham_address): a relay client's (or
+ * an authenticated user's) mail to one is accepted at RCPT without
+ * delivery and learnt at end of data: each message attached to it
+ * (message/rfc822, "forward as attachment") or, with none attached, the
+ * message itself. Learning (MIME parse, LMDB write and fsync) runs on the
+ * worker's thread pool; the session waits for it (PENDING) and a failure
+ * is a 451. Put bayes before recipients in [pipeline] so that the
+ * training address needs no mailbox.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "../core/log.h"
+#include "../core/tpool.h"
 #include "../store/store.h"
 #include "bayes.h"
 
@@ -50,6 +61,11 @@ static const struct opt bayes_opts[] = {
 	    "MIME parts read" },
 	{ "max_features", OPT_INT, "20000", 100, 1000000, BC(max_features),
 	    "features (tokens) per message" },
+	{ "spam_address", OPT_STR, "", 0, 0, BC(spam_address),
+	    "training address: mail to it from relay clients is learnt as "
+	    "spam, not delivered (empty: none)" },
+	{ "ham_address", OPT_STR, "", 0, 0, BC(ham_address),
+	    "training address for ham (empty: none)" },
 	{ "map", OPT_STR, "0.01:-2 0.1:-1 0.5:0 0.7:1 0.88:3 0.99:5 0.999:7 "
 	    "1:9", 0, 0, BC(map),
 	    "probability bands upper:score, ascending, the last one 1" },
@@ -157,6 +173,154 @@ bayes_symbol(const void *state, double p, double *score)
 	return st->band[i].name;
 }
 
+/* The class a training address stands for, CLS_NONE for others. */
+static enum cls
+training_class(const struct bayes_conf *conf, const char *addr)
+{
+	if (conf->spam_address[0] != '\0' &&
+	    strcasecmp(addr, conf->spam_address) == 0)
+		return CLS_SPAM;
+	if (conf->ham_address[0] != '\0' &&
+	    strcasecmp(addr, conf->ham_address) == 0)
+		return CLS_HAM;
+	return CLS_NONE;
+}
+
+static struct verdict
+bayes_rcpt(struct filter_call *c)
+{
+	struct rcpt	*r = c->s->txn->cur;
+	enum cls	 cls = training_class(c->conf, r->addr);
+
+	if (cls == CLS_NONE)
+		return VERDICT(V_CONTINUE);
+	if (!c->s->trusted && !c->s->authenticated)
+		return verdict_make(V_DENY, 550, "5.7.1", "Training address "
+		    "is for our own users only");
+	r->consumed = (int)cls;
+	return VERDICT(V_ACCEPT);
+}
+
+struct learn_job {
+	uint64_t		 sid;
+	const struct bayes_conf	*conf;
+	struct store		*st;
+	char			*msg;
+	size_t			 len;
+	enum cls		 cls;
+	bool			 only;	/* no other recipient */
+	int			 n, rc;
+	struct store_txn	*txn;
+	char			 err[256];
+};
+
+/* Learns one message inside the job's write transaction. */
+static void
+learn_one(void *arg, const char *msg, size_t len)
+{
+	struct learn_job	*j = arg;
+	struct mime_stats	 ms;
+	struct tok		 t;
+	enum cls		 prev;
+
+	if (j->rc == -1)
+		return;
+	tok_init(&t, (size_t)j->conf->max_features, false);
+	bayes_features(j->conf, msg, len, &t, &ms);
+	if (classifier_learn(j->txn, &t, j->cls, &prev) == -1)
+		j->rc = -1;
+	else
+		j->n++;
+	tok_free(&t);
+}
+
+/* Pool thread: the attached messages, or the message itself. */
+static void
+learn_work(void *arg)
+{
+	struct learn_job *j = arg;
+
+	if ((j->txn = store_begin(j->st, true)) == NULL) {
+		j->rc = -1;
+		return;
+	}
+	if (mime_each_attached(j->msg, j->len, &j->conf->lim, learn_one,
+	    j) == 0)
+		learn_one(j, j->msg, j->len);
+	if (j->rc == 0 && classifier_prune(j->txn,
+	    j->conf->cls.max_tokens) == -1)
+		j->rc = -1;
+	if (j->rc == -1) {
+		snprintf(j->err, sizeof(j->err), "%s", store_error(j->st));
+		store_abort(j->txn);
+	} else if (store_commit(j->txn) == -1) {
+		snprintf(j->err, sizeof(j->err), "%s", store_error(j->st));
+		j->rc = -1;
+	}
+	j->txn = NULL;
+}
+
+/* Loop thread: the session (if still there) goes on. */
+static void
+learn_done(void *arg)
+{
+	struct learn_job *j = arg;
+
+	if (j->rc == -1) {
+		log_msg(LVL_WARN, j->sid, "event=bayes_learn error=\"%s\"",
+		    j->err);
+		filter_resume(j->sid, verdict_make(V_DEFER, 451, "4.3.0",
+		    "Could not learn the message; try again later"));
+	} else {
+		log_msg(LVL_INFO, j->sid, "event=bayes_learn class=%s "
+		    "messages=%d", j->cls == CLS_SPAM ? "spam" : "ham", j->n);
+		filter_resume(j->sid, VERDICT(j->only ? V_ACCEPT :
+		    V_CONTINUE));
+	}
+	free(j->msg);
+	free(j);
+}
+
+/* Starts learning the message for its training recipients. */
+static struct verdict
+bayes_train(struct filter_call *c, struct store *st)
+{
+	struct txn		*t = c->s->txn;
+	struct learn_job	*j;
+	size_t			 i;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->msg = malloc(t->msg.len - t->msg_start + 1)) == NULL) {
+		free(j);
+		return verdict_make(V_DEFER, 451, "4.3.0", "Out of memory");
+	}
+	j->sid = c->s->id;
+	j->conf = c->conf;
+	j->st = st;
+	j->len = t->msg.len - t->msg_start;
+	memcpy(j->msg, t->msg.data + t->msg_start, j->len);
+	j->only = t->naccepted == t->nconsumed;
+	for (i = 0; i < t->nrcpt; i++)
+		if (t->rcpts[i].accepted && t->rcpts[i].consumed != 0) {
+			j->cls = (enum cls)t->rcpts[i].consumed;
+			break;
+		}
+	if (tpool_submit(learn_work, learn_done, j) == 0)
+		return VERDICT(V_PENDING);
+	/* No pool (tests, tools): learn here. */
+	learn_work(j);
+	if (j->rc == -1) {
+		free(j->msg);
+		free(j);
+		return verdict_make(V_DEFER, 451, "4.3.0",
+		    "Could not learn the message; try again later");
+	}
+	i = j->only;
+	free(j->msg);
+	free(j);
+	return VERDICT(i ? V_ACCEPT : V_CONTINUE);
+}
+
 static double
 elapsed_ms(const struct timespec *a)
 {
@@ -188,8 +352,13 @@ bayes_data_post(struct filter_call *c)
 	if ((st = store_shared(err, sizeof(err))) == NULL) {
 		log_msg(LVL_WARN, c->s->id, "event=bayes_store error=\"%s\"",
 		    err);
-		return VERDICT(V_CONTINUE);
+		/* Never 250 for mail that was to be learnt and was not. */
+		return t->nconsumed > 0 ? verdict_make(V_DEFER, 451, "4.3.0",
+		    "Could not learn the message; try again later") :
+		    VERDICT(V_CONTINUE);
 	}
+	if (t->nconsumed > 0 && t->naccepted == t->nconsumed)
+		return bayes_train(c, st);	/* nothing to score for */
 	tok_init(&tk, (size_t)conf->max_features, false);
 	bayes_features(conf, t->msg.data + t->msg_start,
 	    t->msg.len - t->msg_start, &tk, &ms);
@@ -206,14 +375,15 @@ bayes_data_post(struct filter_call *c)
 	if (rc == -1 || !r.opinion) {
 		log_msg(LVL_DEBUG, c->s->id, "event=bayes opinion=no "
 		    "spam=%lld ham=%lld", r.nspam, r.nham);
-		return VERDICT(V_CONTINUE);
+		return t->nconsumed > 0 ? bayes_train(c, st) :
+		    VERDICT(V_CONTINUE);
 	}
 	sym = bayes_symbol(c->state, r.prob, &sc);
 	session_symbol(c->s, sym, sc);
 	log_msg(LVL_DEBUG, c->s->id, "event=bayes prob=%.6f logit=%.2f "
 	    "features=%zu used=%zu truncated=%d ms=%.2f", r.prob, r.logit,
 	    nfeat, r.used, ms.truncated, elapsed_ms(&t0));
-	return VERDICT(V_CONTINUE);
+	return t->nconsumed > 0 ? bayes_train(c, st) : VERDICT(V_CONTINUE);
 }
 
 const struct filter filter_bayes = {
@@ -225,6 +395,7 @@ const struct filter filter_bayes = {
 	.init = bayes_init,
 	.fini = bayes_fini,
 	.hook = {
+		[STAGE_RCPT] = bayes_rcpt,
 		[STAGE_DATA_POST] = bayes_data_post,
 	},
 	.fail = FAIL_CONTINUE,

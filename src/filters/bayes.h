@@ -15,6 +15,8 @@ struct bayes_conf {
 	long long		 max_features;
 	long long		 osb_window;
 	char			*map;
+	char			*spam_address;	/* training addresses */
+	char			*ham_address;
 };
 
 extern const struct filter filter_bayes;

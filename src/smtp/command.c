@@ -593,6 +593,17 @@ rcpt_done(struct session *s, struct verdict v)
 	struct rcpt	*r = t->cur;
 
 	r->verdict = v;
+	if (v.code == V_ACCEPT && r->consumed != 0) {
+		/* A filter took it (training address): no delivery. */
+		session_set_state(s, ST_RCPT);
+		r->accepted = true;
+		if (t->naccepted++ == 0)
+			t->policy = r->policy;
+		t->nconsumed++;
+		snprintf(r->reply, sizeof(r->reply), "250 2.1.5 OK");
+		reply(s, 250, "2.1.5", "Recipient OK");
+		return;
+	}
 	if (v.code == V_CONTINUE || v.code == V_ACCEPT) {
 		/* Filters said yes: the queue stage may still say no. */
 		session_set_state(s, ST_RCPT);
@@ -685,6 +696,14 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 			    sizeof(s->txn->result_text));
 			s->txn->result.text = s->txn->result_text;
 			txn_reset(s);
+			return;
+		}
+		if (s->txn->naccepted == s->txn->nconsumed) {
+			/* Only recipients a filter took: nothing to deliver,
+			 * the filter's work (learning) is done. */
+			s->txn->queue_msg = true;
+			command_queued(s, verdict_make(V_ACCEPT, 250,
+			    "2.0.0", NULL));
 			return;
 		}
 		s->pending = STAGE_QUEUE;

@@ -62,6 +62,10 @@ struct rcpt {
 	bool		 accepted;
 	bool		 exempt;	/* postmaster@/abuse@: delay-deny skips */
 	bool		 local;		/* domain is one of ours */
+	/* Non-zero: a filter took this recipient (a training address);
+	 * it is accepted but never handed to delivery. The value is the
+	 * filter's own (bayes: the class to learn). */
+	int		 consumed;
 	const struct policy *policy;	/* of its domain */
 	int		 result;	/* delivery reply code, 0: none */
 };
@@ -71,6 +75,7 @@ struct txn {
 	struct mail_params	 params;
 	struct rcpt		*rcpts;		/* every RCPT tried */
 	size_t			 nrcpt, cap, naccepted;
+	size_t			 nconsumed;	/* accepted, not delivered */
 	const struct policy	*policy;	/* of the first accepted rcpt */
 	struct rcpt		*cur;		/* recipient being checked */
 	struct buf		 msg;		/* headers we add + message */

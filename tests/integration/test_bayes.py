@@ -101,3 +101,64 @@ def test_learn_while_running(make_moat, tmp_path):
     ctl(m, "learn", "--forget", os.path.join(str(tmp_path), "more"))
     assert send_one(m.port, msg=novel)[0] == 250
     assert b"X-Spam-Flag" not in m.delivered()[-1]
+
+
+def training_moat(make_moat, trusted=True):
+    return make_moat(
+        users=["alice@example.test"],
+        files={"nets": "127.0.0.0/8\n" if trusted else "10.0.0.0/8\n"},
+        sections={"pipeline": {"filters": "relay bayes recipients score"},
+                  "relay": {"networks": "nets"},
+                  "bayes": {"min_spam": "1", "min_ham": "1",
+                            "spam_address": "spam@example.test",
+                            "ham_address": "ham@example.test"}})
+
+
+def forwarded(inner):
+    """A message carrying `inner` as a message/rfc822 attachment."""
+    return ("From: alice@example.test\r\nTo: spam@example.test\r\n"
+            "Subject: Fwd: look at this\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=\"fw\"\r\n\r\n"
+            "--fw\r\nContent-Type: text/plain\r\n\r\nanother one\r\n"
+            "--fw\r\nContent-Type: message/rfc822\r\n\r\n" + inner +
+            "\r\n--fw--\r\n")
+
+
+def test_training_addresses(make_moat):
+    m = training_moat(make_moat)
+    inner = message(subject="zorbix deal", body="zorbix quandle frimp\r\n")
+    code, text = send_one(m.port, rcpts=("spam@example.test",),
+                          msg=forwarded(inner))
+    assert code == 250
+    out = ctl(m, "stats")
+    assert "learnt 1 spam, 0 ham" in out
+    assert "event=bayes_learn class=spam messages=1" in m.log()
+    # Learnt as the attached message, not the wrapper: the same message
+    # learnt from a file is already known.
+    path = os.path.join(m.dir, "inner.eml")
+    with open(path, "w") as f:
+        f.write(inner)
+    assert "1 already known" in ctl(m, "learn", "--spam", path)
+    # Sent as-is to ham@: learnt as ham; neither address is a mailbox.
+    ham = message(subject="agenda", body="the project review agenda\r\n")
+    assert send_one(m.port, rcpts=("ham@example.test",), msg=ham)[0] == 250
+    assert "learnt 1 spam, 1 ham" in ctl(m, "stats")
+    assert m.all_delivered() == []
+    # With a real recipient too: delivered to alice, learnt as well.
+    more = message(subject="more", body="frimp zorbix offer\r\n")
+    assert send_one(m.port, rcpts=("spam@example.test", "alice@example.test"),
+                    msg=more)[0] == 250
+    assert "learnt 2 spam, 1 ham" in ctl(m, "stats")
+    got = m.delivered()
+    assert len(got) == 1 and b"frimp zorbix offer" in got[0]
+    assert m.delivered("spam") == []
+
+
+def test_training_address_refused_to_outsiders(make_moat):
+    m = training_moat(make_moat, trusted=False)
+    from moatlib import greet
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<x@example.org>", 250)
+    assert c.text("RCPT TO:<spam@example.test>").startswith("550 5.7.1")
+    c.cmd("QUIT")
+    c.close()

@@ -98,12 +98,38 @@ test_symbol(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static void
+test_training_rcpt(void **state)
+{
+	const char	*kv[] = { "spam_address", "spam@example.test",
+			    "ham_address", "ham@example.test", NULL };
+	struct harness	 h;
+
+	(void)state;
+	assert_int_equal(harness_init(&h, &filter_bayes, "example.test",
+	    kv), 0);
+	harness_rcpt(&h, "<Spam@Example.Test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_DENY);
+	assert_int_equal(h.r.consumed, 0);
+	h.s.trusted = true;
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	assert_int_equal(h.r.consumed, CLS_SPAM);
+	harness_rcpt(&h, "<ham@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	assert_int_equal(h.r.consumed, CLS_HAM);
+	harness_rcpt(&h, "<alice@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_CONTINUE);
+	assert_int_equal(h.r.consumed, 0);
+	harness_free(&h);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_symbol),
+		cmocka_unit_test(test_training_rcpt),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
