@@ -61,6 +61,8 @@ def test_learn_then_tag_and_reject(make_moat, tmp_path):
     assert send_one(m.port, msg=ham)[0] == 250
     got = m.delivered()
     assert len(got) == 2
+    # Maildir names do not sort by arrival: find each by its Message-ID.
+    got = sorted(got, key=lambda d: b"<agenda@" in d)
     # Maildir holds LF line ends.
     assert b"X-Spam-Flag: YES\n" in got[0]
     assert b"X-Spam-Status: Yes, score=6.0 required=5.0 tests=BAYES_90" in got[0]
@@ -89,18 +91,22 @@ def test_learn_while_running(make_moat, tmp_path):
     ctl(m, "learn", "--spam", corpus(tmp_path, "spam", SPAM))
     ctl(m, "learn", "--ham", corpus(tmp_path, "ham", HAM))
     novel = message(subject="zq", body="zorbix quandle frimp\r\n")
+
+    def flagged():
+        # Maildir names do not sort by arrival: count, do not index.
+        return sum(b"X-Spam-Flag: YES" in d for d in m.delivered())
     assert send_one(m.port, msg=novel)[0] == 250
-    assert b"X-Spam-Flag" not in m.delivered()[-1]
+    assert flagged() == 0
     # Now learn those words as spam, with moatd running.
     ctl(m, "learn", "--spam", corpus(tmp_path, "more",
                                      ["zorbix quandle frimp deal",
                                       "frimp zorbix quandle now"]))
     assert send_one(m.port, msg=novel)[0] == 250
-    assert b"X-Spam-Flag: YES" in m.delivered()[-1]
+    assert flagged() == 1
     # Forgetting them again takes it back.
     ctl(m, "learn", "--forget", os.path.join(str(tmp_path), "more"))
     assert send_one(m.port, msg=novel)[0] == 250
-    assert b"X-Spam-Flag" not in m.delivered()[-1]
+    assert len(m.delivered()) == 3 and flagged() == 1
 
 
 def training_moat(make_moat, trusted=True):
