@@ -51,6 +51,11 @@ struct client {
 	bool			 in_data;	/* DATA sent, finals pending */
 	void			(*on_close)(void *);
 	void			*close_arg;
+	/* Clear-text link: what a loop pass queued is written by wev's
+	 * callback in one go, without libevent's write event (see
+	 * session_flush() for why); after STARTTLS the TLS filter writes. */
+	bool			 direct;
+	struct event		*wev;
 };
 
 static void	client_flush(struct client *);
@@ -103,10 +108,40 @@ fail_all(struct client *c, const char *why)
 		c->on_close(c->close_arg);
 }
 
+/* Writes the queued output once this loop pass is over. */
+static void
+client_kick(struct client *c)
+{
+	if (c->direct)
+		event_active(c->wev, EV_WRITE, 1);
+}
+
+static void
+direct_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct client	*c = arg;
+	struct evbuffer	*out = bufferevent_get_output(c->bev);
+
+	(void)fd;
+	(void)what;
+	if (!c->direct)
+		return;
+	/* The socket bufferevent keeps its output's start frozen. */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, bufferevent_getfd(c->bev)) <= 0)
+			break;
+	evbuffer_freeze(out, 1);
+	/* Short write or error: libevent writes the rest or reports it. */
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(c->bev, EV_WRITE);
+}
+
 static void
 send_line(struct client *c, const char *line)
 {
 	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\r\n", line);
+	client_kick(c);
 }
 
 static void
@@ -148,6 +183,7 @@ send_message(struct client *c, const char *m, size_t len)
 	if (len < 2 || m[len - 2] != '\r' || m[len - 1] != '\n')
 		evbuffer_add(out, "\r\n", 2);
 	evbuffer_add(out, ".\r\n", 3);
+	client_kick(c);
 }
 
 /* A whole reply: drive the handshake or pop a waiting callback. */
@@ -193,6 +229,10 @@ on_reply(struct client *c, int code)
 			SSL			*ssl = SSL_new(c->o.tls);
 			struct bufferevent	*t;
 
+			/* The filter writes through the socket's
+			 * bufferevent: its write event must be on. */
+			c->direct = false;
+			bufferevent_enable(c->bev, EV_WRITE);
 			t = ssl == NULL ? NULL : bufferevent_openssl_filter_new(
 			    c->base, c->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
 			    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -307,13 +347,28 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
+write_cb(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	/* Drained after a short write: direct writes again. */
+	if (c->direct && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
+}
+
+static void
 client_wire(struct client *c)
 {
 	struct timeval tv = { (time_t)c->o.timeout, 0 };
 
-	bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+	c->direct = !c->tls;
+	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* Connecting still sees its write event (libevent adds it for the
+	 * connect); afterwards it is off until a short write. */
+	if (c->direct)
+		bufferevent_disable(c->bev, EV_WRITE);
 }
 
 struct client *
@@ -333,8 +388,14 @@ client_new(struct event_base *base, const struct sockaddr *sa, socklen_t len,
 		free(c);
 		return NULL;
 	}
+	if ((c->wev = event_new(base, -1, 0, direct_cb, c)) == NULL) {
+		bufferevent_free(c->bev);
+		free(c);
+		return NULL;
+	}
 	client_wire(c);
 	if (bufferevent_socket_connect(c->bev, sa, (int)len) == -1) {
+		event_free(c->wev);
 		bufferevent_free(c->bev);
 		free(c);
 		return NULL;
@@ -452,6 +513,7 @@ client_free(struct client *c)
 			free((char *)w->msg);
 		free(w);
 	}
+	event_free(c->wev);
 	bufferevent_free(c->bev);
 	free(c);
 }

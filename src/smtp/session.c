@@ -320,10 +320,11 @@ session_continue(struct session *s)
 {
 	if (s->in_process)
 		return;
-	if (s->peer_eof)
-		session_finish_input(s);
-	else
-		session_process(s);
+	if (s->peer_eof) {
+		session_finish_input(s);	/* may free s */
+		return;
+	}
+	session_process(s);
 	session_maybe_free(s);
 }
 
@@ -475,6 +476,35 @@ recheck_free(struct session *s)
 }
 
 /*
+ * Writes what is queued for a plain-socket client at once, after a pass
+ * over its input (so pipelined replies leave in one write). A reply used
+ * to cost libevent an epoll_ctl to add the write event, a loop turn to
+ * see it writable and an epoll_ctl to drop it again; now the write event
+ * is enabled only when the socket takes less than we have, and libevent
+ * writes the rest (or reports the error) as before.
+ */
+void
+session_flush(struct session *s)
+{
+	struct evbuffer	*out;
+	int		 fd;
+
+	if (!s->direct)
+		return;
+	out = bufferevent_get_output(s->bev);
+	fd = bufferevent_getfd(s->bev);
+	/* A socket bufferevent keeps its output's start frozen so that only
+	 * libevent drains it; we drain it here as its write callback does. */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, fd) <= 0)
+			break;
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/*
  * Frees a closing session once its last reply has left. Under TLS the
  * filter's output empties before the socket's does: close_notify is
  * queued and the socket buffer is watched until it drains (or the write
@@ -485,7 +515,10 @@ session_maybe_free(struct session *s)
 {
 	struct bufferevent *under;
 
-	if (!s->closing || s->in_process)
+	if (s->in_process)
+		return;
+	session_flush(s);
+	if (!s->closing)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return;		/* write_cb calls again */
@@ -526,8 +559,13 @@ read_cb(struct bufferevent *bev, void *arg)
 static void
 write_cb(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	session_maybe_free(arg);
+	struct session *s = arg;
+
+	/* Drained: direct writes again from the next reply on. */
+	if (s->direct && evbuffer_get_length(bufferevent_get_output(bev)) ==
+	    0)
+		bufferevent_disable(bev, EV_WRITE);
+	session_maybe_free(s);
 }
 
 static void
@@ -571,9 +609,12 @@ void
 session_attach(struct session *s, struct bufferevent *bev)
 {
 	s->bev = bev;
+	s->direct = !s->tls && bufferevent_getfd(bev) >= 0;
 	bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, READ_HIGHWATER);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (s->direct)		/* enabled by default: off until needed */
+		bufferevent_disable(bev, EV_WRITE);
 	session_timeouts(s);
 }
 
@@ -626,7 +667,11 @@ session_new(struct event_base *base, struct bufferevent *bev,
 	s->in_process = false;
 	if (s->pending == STAGE_COUNT)
 		session_process(s);
-	session_maybe_free(s);
+	/* The caller still holds s: a session closing already is freed
+	 * from the loop, not from in here. */
+	session_flush(s);
+	if (s->closing)
+		session_timer_ms(s, 1, recheck_free);
 	return s;
 }
 

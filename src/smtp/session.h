@@ -172,6 +172,9 @@ struct session {
 	bool			 in_process;	/* inside session_process() */
 	bool			 early_talker;	/* data sent before 354 */
 	bool			 tls_shut;	/* close_notify queued */
+	/* Plain socket: replies are written by session_flush(), libevent's
+	 * write event only takes over when the socket is full. */
+	bool			 direct;
 	bool			 peer_eof;	/* the client sent EOF */
 	long long		 tmo_read;	/* read timeout armed, -1 none */
 	struct bufferevent	*tmo_bev;	/* ... on this bufferevent */

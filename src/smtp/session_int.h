@@ -34,6 +34,8 @@ void	txnlog_refused(struct session *, const char *reason);
 double	timespec_ms(const struct timespec *from, const struct timespec *to);
 
 
+/* Writes queued replies straight to a plain socket (see session.c). */
+void	session_flush(struct session *);
 /* Attaches callbacks to the session's (new) bufferevent. */
 void	session_attach(struct session *, struct bufferevent *);
 /* Set once the worker is shutting down: idle sessions get 421. */

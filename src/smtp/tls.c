@@ -11,6 +11,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -70,6 +71,11 @@ tls_start(struct session *s)
 
 	if ((ssl = SSL_new(s->tls_ctx)) == NULL)
 		return -1;
+	/* The 220 leaves in clear text; from now on the TLS filter writes
+	 * through the socket's bufferevent, whose write event must be on. */
+	session_flush(s);
+	s->direct = false;
+	bufferevent_enable(s->bev, EV_WRITE);
 	/* Deferred callbacks: the filter may otherwise call back into the
 	 * session from inside a reply() (a write failing at once), and a
 	 * callback may free the session. */
