@@ -7,7 +7,8 @@
 #   bench/smtp/run.sh idle --suts moat --n 10000
 #
 # The harness is used from a scratch copy under /tmp (it reads SUTs from its
-# own folder); nothing of it is kept in this repository.
+# own folder); nothing of it is kept in this repository. Results of every
+# run stay in $WORK/results.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${SHARED_BENCH:-$ROOT/../shared/bench/smtp}
@@ -17,6 +18,10 @@ make -C "$ROOT" -s all
 mkdir -p "$WORK"
 rm -rf "$WORK/harness"
 cp -r "$SHARED" "$WORK/harness"
+# Results outlive the scratch copy: every run adds a folder to $WORK/results.
+mkdir -p "$WORK/results"
+rm -rf "$WORK/harness/results"
+ln -s "$WORK/results" "$WORK/harness/results"
 sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat.sut.in" > "$WORK/harness/suts/moat.sut"
 # Haraka comes from the npm registry, installed once and reused.
 if [ ! -d "$WORK/haraka-npm/node_modules/Haraka" ] && command -v npm >/dev/null; then

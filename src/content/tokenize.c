@@ -229,6 +229,16 @@ url_at(const char *s, size_t len, size_t i)
 	return 0;
 }
 
+/* Where the URL starting at s[i] ends. */
+static size_t
+url_end(const char *s, size_t len, size_t i)
+{
+	while (i < len && (unsigned char)s[i] > ' ' && s[i] != '"' &&
+	    s[i] != '<' && s[i] != '>' && s[i] != '\'')
+		i++;
+	return i;
+}
+
 static void
 tok_scan_urls(struct tok *t, const char *s, size_t len)
 {
@@ -238,10 +248,7 @@ tok_scan_urls(struct tok *t, const char *s, size_t len)
 		if ((s[i] != 'h' && s[i] != 'H' && s[i] != 'w' &&
 		    s[i] != 'W') || url_at(s, len, i) == 0)
 			continue;
-		for (j = i; j < len && (unsigned char)s[j] > ' ' &&
-		    s[j] != '"' && s[j] != '<' && s[j] != '>' && s[j] != '\'';
-		    j++)
-			;
+		j = url_end(s, len, i);
 		tok_url(t, s + i, j - i);
 		i = j;
 	}
@@ -261,6 +268,10 @@ tok_run(struct tok *t, const char *prefix, const char *s, size_t len,
 
 		if (wl < TOK_WORD_MIN)
 			continue;
+		if (url_at(s, len, start) > 0) {
+			pos = url_end(s, len, start);
+			continue;
+		}
 		if (wl > TOK_WORD_MAX) {
 			/* Long runs (base64 debris, hashes) as one shape. */
 			tok_feature(t, "long:", pfx, strlen(pfx));
@@ -317,6 +328,14 @@ tok_url(struct tok *t, const char *u, size_t len)
 	if (h == 0)
 		return;
 	tok_feature(t, "url:", u, h);
+	for (i = 0; i < h && ((u[i] >= '0' && u[i] <= '9') ||
+	    u[i] == '.'); i++)
+		;
+	if (i == h) {
+		/* An address, not a name: no parent domain. */
+		tok_feature(t, "url:", "numeric", 7);
+		return;
+	}
 	/* The registered domain, roughly: the last two labels. */
 	for (i = h; i > 0; i--)
 		if (u[i - 1] == '.' && ++dots == 2) {
@@ -325,8 +344,6 @@ tok_url(struct tok *t, const char *u, size_t len)
 		}
 	if (cut > 0)
 		tok_feature(t, "url:", u + cut, h - cut);
-	if (h > 0 && u[0] >= '0' && u[0] <= '9' && dots < 2)
-		tok_feature(t, "url:", "numeric", 7);
 }
 
 static int

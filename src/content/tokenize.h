@@ -7,8 +7,10 @@
  * ...). Words are runs of letters, digits and UTF-8 bytes with inner
  * punctuation, ASCII case folded; pairs are orthogonal sparse bigrams
  * (OSB: each word with each of the `window` words before it, up to 4,
- * the distance part of the feature; 0, the default, makes none). A message's features form a set: tok_finish() sorts them and
- * drops repeats. Past max features the rest are ignored (and
+ * the distance part of the feature; 0, the default, makes none). A URL
+ * in text is not split into words: it makes "url:" features only, so its
+ * host counts once. A message's features form a set: tok_finish() sorts
+ * them and drops repeats. Past max features the rest are ignored (and
  * `truncated` says so), never stored.
  */
 #ifndef MOAT_TOKENIZE_H

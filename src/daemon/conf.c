@@ -47,6 +47,9 @@ const struct opt server_opts[] = {
 	    "PEM private key for STARTTLS" },
 	{ "max_connections", OPT_INT, "10000", 1, 1000000,
 	    SRV(max_connections), "simultaneous connections, all workers" },
+	{ "listen_backlog", OPT_INT, "4096", 16, 65535,
+	    SRV(listen_backlog), "connections the kernel queues for accept "
+	    "(capped at net.core.somaxconn)" },
 	{ "max_per_ip", OPT_INT, "20", 1, 1000000, SRV(max_per_ip),
 	    "simultaneous connections from one client address" },
 	{ "drain_timeout", OPT_INT, "30", 0, 3600, SRV(drain_timeout),

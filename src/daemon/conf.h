@@ -22,6 +22,7 @@ struct server_conf {
 	char		*tls_cert;
 	char		*tls_key;
 	long long	 max_connections;
+	long long	 listen_backlog;
 	long long	 max_per_ip;
 	long long	 drain_timeout;
 	char		*local_domains;

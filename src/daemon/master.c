@@ -81,7 +81,8 @@ bind_one(const char *spec, char *err, size_t errlen)
 	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT,
 	    &one, sizeof(one)) == -1 || bind(fd, res->ai_addr,
-	    res->ai_addrlen) == -1 || listen(fd, 1024) == -1) {
+	    res->ai_addrlen) == -1 ||
+	    listen(fd, (int)m_cf->server.listen_backlog) == -1) {
 		snprintf(err, errlen, "listen '%s': %s", spec, strerror(errno));
 		if (fd != -1)
 			close(fd);

@@ -117,6 +117,16 @@ test_urls(void **state)
 	assert_true(has(&t, "url:", "userinfo"));
 	assert_true(has(&t, "url:", "www.other.test"));
 	assert_true(has(&t, "url:", "10.1.2.3"));
+	/* A URL's text is not words too: its host counts once, as url:. */
+	assert_true(has(&t, "", "see"));
+	assert_true(has(&t, "", "and"));
+	assert_false(has(&t, "", "www.other.test"));
+	assert_false(has(&t, "", "http"));
+	assert_false(has(&t, "", "10.1.2.3"));
+	/* An address has no parent domain. */
+	assert_true(has(&t, "url:", "numeric"));
+	assert_false(has(&t, "url:", "2.3"));
+	assert_int_equal(t.n, 9);
 	tok_free(&t);
 }
 
