@@ -136,7 +136,8 @@ learn_one(struct ctl *c, struct tok *t)
 		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
 		return -1;
 	}
-	if ((rc = classifier_learn(c->txn, t, c->cls, &prev)) == -1) {
+	if ((rc = classifier_learn(c->txn, &c->bayes->cls, t, c->cls,
+	    &prev)) == -1) {
 		fprintf(stderr, "moatctl: %s: %s\n", c->name,
 		    store_error(c->st));
 		store_abort(c->txn);
@@ -201,13 +202,14 @@ classify_one(struct ctl *c, struct tok *t)
 		    c->bayes->cls.min_spam, c->bayes->cls.min_ham);
 		return 0;
 	}
-	printf("%s: %s  probability %.6f  %s %+.1f  (score %.2f; %zu of "
-	    "%zu features counted)\n", c->name, v, r.prob, sym, sc, r.logit,
-	    r.used, t->n);
+	printf("%s: %s  probability %.6f  %s %+.1f  (score %.2f = counts "
+	    "%.2f + perceptron %g x %.2f; %zu of %zu features counted)\n",
+	    c->name, v, r.prob, sym, sc, r.logit, r.counts,
+	    c->bayes->cls.perceptron, r.margin, r.used, t->n);
 	for (i = 0; i < r.ntop; i++)
-		printf("  %+7.2f  %-40s spam %u ham %u\n", r.top[i].weight,
-		    tok_name(t, r.top[i].index), r.top[i].spam,
-		    r.top[i].ham);
+		printf("  %+7.2f  %-40s spam %u ham %u  perceptron %+.2f\n",
+		    r.top[i].weight, tok_name(t, r.top[i].index),
+		    r.top[i].spam, r.top[i].ham, r.top[i].perceptron);
 	return 0;
 }
 
@@ -352,11 +354,42 @@ do_path(struct ctl *c, const char *path)
 	return rc;
 }
 
+/* After a learning run: prunes the token table and retrains the
+ * perceptron, in the run's last transaction. */
+static int
+learn_finish(struct ctl *c)
+{
+	long long	pruned, kept;
+	struct timespec	t0, t1;
+
+	if (c->txn == NULL && (c->txn = store_begin(c->st, true)) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return -1;
+	}
+	if ((pruned = classifier_prune(c->txn,
+	    c->bayes->cls.max_tokens)) > 0)
+		fprintf(stderr, "learn: pruned %lld tokens (cap %lld)\n",
+		    pruned, c->bayes->cls.max_tokens);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pruned < 0 ||
+	    (kept = classifier_refit(c->txn, &c->bayes->cls)) < 0) {
+		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (c->bayes->cls.perceptron > 0)
+		fprintf(stderr, "learn: perceptron retrained on %lld messages "
+		    "(%lld passes, %.2f s)\n", kept,
+		    c->bayes->cls.perceptron_passes,
+		    (double)(t1.tv_sec - t0.tv_sec) +
+		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return batch_flush(c);
+}
+
 static int
 cmd_learn(struct ctl *c, int argc, char **argv)
 {
-	int		i = 0, rc = 0;
-	long long	pruned;
+	int	i = 0, rc = 0;
 
 	if (argc < 2)
 		usage();
@@ -371,16 +404,11 @@ cmd_learn(struct ctl *c, int argc, char **argv)
 	c->write = true;
 	for (i = 1; i < argc && rc == 0; i++)
 		rc = do_path(c, argv[i]);
-	if (rc == 0 && c->txn != NULL) {
-		pruned = classifier_prune(c->txn, c->bayes->cls.max_tokens);
-		if (pruned > 0)
-			fprintf(stderr, "learn: pruned %lld tokens (cap %lld)"
-			    "\n", pruned, c->bayes->cls.max_tokens);
-		rc = pruned < 0 ? -1 : batch_flush(c);
-	}
+	progress(c, true);
+	if (rc == 0 && c->changed > 0)
+		rc = learn_finish(c);
 	store_abort(c->txn);
 	c->txn = NULL;
-	progress(c, true);
 	return rc == 0 && c->failed == 0 ? 0 : 1;
 }
 
@@ -412,7 +440,7 @@ static int
 cmd_stats(struct ctl *c)
 {
 	struct store_txn	*txn;
-	long long		 ns, nh, ntok;
+	long long		 ns, nh, ntok, kept;
 
 	if ((txn = store_begin(c->st, false)) == NULL) {
 		fprintf(stderr, "moatctl: %s\n", store_error(c->st));
@@ -420,12 +448,16 @@ cmd_stats(struct ctl *c)
 	}
 	classifier_totals(txn, &ns, &nh);
 	ntok = store_tokens_count(txn);
+	kept = classifier_kept(txn);
 	store_abort(txn);
 	printf("bayes: learnt %lld spam, %lld ham (opinion from %lld and "
 	    "%lld)\n", ns, nh, c->bayes->cls.min_spam, c->bayes->cls.min_ham);
 	printf("bayes: %lld tokens of at most %lld (%.0f%%)\n", ntok,
 	    c->bayes->cls.max_tokens,
 	    100.0 * (double)ntok / (double)c->bayes->cls.max_tokens);
+	printf("bayes: %lld messages keep their features for the "
+	    "perceptron, of at most %lld\n", kept,
+	    c->bayes->cls.keep_messages);
 	printf("store: %lld bytes on disk\n", store_disk_size(c->st));
 	return 0;
 }

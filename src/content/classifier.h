@@ -8,6 +8,12 @@
  * out. Scoring turns a message's feature set into a spam probability
  * from those counts (see classifier_score()).
  *
+ * A second, discriminative opinion is added to that: a perceptron with a
+ * margin over the same features, trained afresh (classifier_refit())
+ * from the feature sets of the newest learnt messages, kept with their
+ * digests. Retraining from scratch keeps it exact too: a forgotten
+ * message is simply not in the next refit.
+ *
  * Everything runs inside a store transaction the caller owns, so a learn
  * is atomic and a score sees one snapshot.
  */
@@ -34,6 +40,13 @@ struct classifier_conf {
 	double		robx;		/* probability of an unseen feature */
 	double		min_dev;	/* |f - 0.5| a feature needs to count */
 	double		norm;		/* the sum is divided by n^norm */
+	/* The perceptron (classifier_refit()): its score's weight in the
+	 * total (0: off), passes and step, and how many of the newest
+	 * learnt messages keep their features for it. */
+	double		perceptron;
+	long long	perceptron_passes;
+	double		perceptron_rate;
+	long long	keep_messages;
 };
 
 #define CLASSIFIER_TOP	16	/* features shown by explain */
@@ -42,12 +55,15 @@ struct classifier_feature {
 	size_t	index;		/* into the tok set */
 	double	weight;		/* its log-odds contribution */
 	uint32_t spam, ham;
+	float	perceptron;	/* its perceptron weight */
 };
 
 struct classifier_result {
 	bool		opinion;	/* false: too little learnt */
 	double		prob;		/* P(spam), 0..1 */
 	double		logit;		/* the score; prob is its sigmoid */
+	double		counts;		/* its part from the counts */
+	double		margin;		/* the perceptron's score (unweighted) */
 	size_t		used;		/* features that counted */
 	long long	nspam, nham;	/* learnt so far */
 	struct classifier_feature top[CLASSIFIER_TOP];
@@ -69,8 +85,20 @@ int	classifier_score(struct store_txn *, const struct classifier_conf *,
  * was learnt as before. Returns 1 when something changed, 0 when not
  * (already learnt so, or forgetting what was never learnt), -1 on error.
  */
-int	classifier_learn(struct store_txn *, const struct tok *, enum cls,
-	    enum cls *prev);
+int	classifier_learn(struct store_txn *, const struct classifier_conf *,
+	    const struct tok *, enum cls, enum cls *prev);
+
+/*
+ * Trains the perceptron afresh from the kept feature sets (the newest
+ * keep_messages; older ones lose their features, not their digest) and
+ * stores its weights with the tokens. Call it after learning, in the
+ * same or a later write transaction. Returns the number of messages it
+ * learnt from, -1 on error.
+ */
+long long classifier_refit(struct store_txn *, const struct classifier_conf *);
+
+/* Learnt messages whose features are kept for classifier_refit(). */
+long long classifier_kept(struct store_txn *);
 
 /* Totals learnt. */
 int	classifier_totals(struct store_txn *, long long *nspam,

@@ -220,6 +220,8 @@ url_at(const char *s, size_t len, size_t i)
 	static const char *const pre[] = { "http://", "https://", "www." };
 	size_t k, n;
 
+	if (s[i] != 'h' && s[i] != 'H' && s[i] != 'w' && s[i] != 'W')
+		return 0;
 	for (k = 0; k < 3; k++) {
 		n = strlen(pre[k]);
 		if (len - i >= n && strncasecmp(s + i, pre[k], n) == 0 &&
@@ -392,6 +394,39 @@ tok_finish_named(struct tok *t)
 	return t->n = o;
 }
 
+/* Sorts v (n values) with an LSD radix sort, 8 bits a pass: a message's
+ * features are sorted once per score, and qsort's comparisons cost more
+ * than the rest of tokenizing. Falls back to qsort without memory. */
+static void
+sort_u64(uint64_t *v, size_t n)
+{
+	uint64_t	*tmp, *src = v, *dst, *sw;
+	size_t		 count[256], i, pass, sum, c;
+
+	if (n < 64 || (tmp = malloc(n * sizeof(*v))) == NULL) {
+		qsort(v, n, sizeof(*v), cmp_u64);
+		return;
+	}
+	dst = tmp;
+	for (pass = 0; pass < 64; pass += 8) {
+		memset(count, 0, sizeof(count));
+		for (i = 0; i < n; i++)
+			count[(src[i] >> pass) & 0xff]++;
+		for (i = 0, sum = 0; i < 256; i++) {
+			c = count[i];
+			count[i] = sum;
+			sum += c;
+		}
+		for (i = 0; i < n; i++)
+			dst[count[(src[i] >> pass) & 0xff]++] = src[i];
+		sw = src;
+		src = dst;
+		dst = sw;
+	}
+	/* Eight passes: the sorted values are back in v. */
+	free(tmp);
+}
+
 size_t
 tok_finish(struct tok *t)
 {
@@ -401,7 +436,7 @@ tok_finish(struct tok *t)
 		return 0;
 	if (t->explain)
 		return tok_finish_named(t);
-	qsort(t->feat, t->n, sizeof(*t->feat), cmp_u64);
+	sort_u64(t->feat, t->n);
 	for (i = 0; i < t->n; i++)
 		if (o == 0 || t->feat[i] != t->feat[o - 1])
 			t->feat[o++] = t->feat[i];

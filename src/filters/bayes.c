@@ -50,6 +50,17 @@ static const struct opt bayes_opts[] = {
 	    "features closer than this to 0.5 are ignored" },
 	{ "norm", OPT_FLOAT, "0.7", 0, 1, BC(cls.norm),
 	    "the log-odds sum is divided by (features counted)^norm" },
+	{ "perceptron", OPT_FLOAT, "2", 0, 100, BC(cls.perceptron),
+	    "weight of the perceptron's score in the total (0: counts "
+	    "only)" },
+	{ "perceptron_passes", OPT_INT, "8", 1, 100,
+	    BC(cls.perceptron_passes), "passes over the kept messages "
+	    "when the perceptron is retrained" },
+	{ "perceptron_rate", OPT_FLOAT, "0.5", 0, 10,
+	    BC(cls.perceptron_rate), "the perceptron's step" },
+	{ "keep_messages", OPT_INT, "20000", 0, 10000000,
+	    BC(cls.keep_messages), "newest learnt messages whose features "
+	    "are kept to retrain the perceptron" },
 	{ "osb_window", OPT_INT, "0", 0, TOK_WINDOW, BC(osb_window),
 	    "word pairs: each word with up to this many before it" },
 	{ "max_bytes", OPT_SIZE, "512k", 1024, 64 * 1024 * 1024,
@@ -66,7 +77,7 @@ static const struct opt bayes_opts[] = {
 	    "spam, not delivered (empty: none)" },
 	{ "ham_address", OPT_STR, "", 0, 0, BC(ham_address),
 	    "training address for ham (empty: none)" },
-	{ "map", OPT_STR, "0.01:-2 0.1:-1 0.5:0 0.7:1 0.88:3 0.99:5 0.999:7 "
+	{ "map", OPT_STR, "0.01:-2 0.1:-1 0.5:0 0.7:1 0.95:3 0.99:5 0.999:7 "
 	    "1:9", 0, 0, BC(map),
 	    "probability bands upper:score, ascending, the last one 1" },
 	OPT_END
@@ -227,7 +238,7 @@ learn_one(void *arg, const char *msg, size_t len)
 		return;
 	tok_init(&t, (size_t)j->conf->max_features, false);
 	bayes_features(j->conf, msg, len, &t, &ms);
-	if (classifier_learn(j->txn, &t, j->cls, &prev) == -1)
+	if (classifier_learn(j->txn, &j->conf->cls, &t, j->cls, &prev) == -1)
 		j->rc = -1;
 	else
 		j->n++;
@@ -247,8 +258,9 @@ learn_work(void *arg)
 	if (mime_each_attached(j->msg, j->len, &j->conf->lim, learn_one,
 	    j) == 0)
 		learn_one(j, j->msg, j->len);
-	if (j->rc == 0 && classifier_prune(j->txn,
-	    j->conf->cls.max_tokens) == -1)
+	if (j->rc == 0 && (classifier_prune(j->txn,
+	    j->conf->cls.max_tokens) == -1 ||
+	    classifier_refit(j->txn, &j->conf->cls) == -1))
 		j->rc = -1;
 	if (j->rc == -1) {
 		snprintf(j->err, sizeof(j->err), "%s", store_error(j->st));

@@ -3,8 +3,8 @@
  *
  * One environment (a directory) per host, two databases in it: "kv" for
  * keyed values and counters (each value starts with its 8-byte expiry)
- * and "tokens" for the classifier (8-byte native integer keys, 12-byte
- * {spam, ham, day} values). LMDB gives readers a snapshot without locks
+ * and "tokens" for the classifier (8-byte native integer keys, 16-byte
+ * {spam, ham, day, weight} values). LMDB gives readers a snapshot without locks
  * and serialises writers across processes, which is what moatd's workers
  * (readers) and moatctl (the writer) need. Stale reader slots of dead
  * processes are cleared at open. A handle must not cross fork().
@@ -32,7 +32,19 @@ struct store_txn {
 
 struct tokval {
 	uint32_t	spam, ham, day;
+	float		weight;
 };
+
+/* A stored token value; stores written before weights held 12 bytes. */
+static bool
+tokval_read(const MDB_val *v, struct tokval *tv)
+{
+	memset(tv, 0, sizeof(*tv));
+	if (v->mv_size != sizeof(*tv) && v->mv_size != 12)
+		return false;
+	memcpy(tv, v->mv_data, v->mv_size);
+	return true;
+}
 
 static int
 store_fail(struct store *st, const char *what, int rc)
@@ -193,6 +205,41 @@ kv_lookup(struct store_txn *t, const char *key, size_t *len)
 	return (const unsigned char *)v.mv_data + 8;
 }
 
+int
+store_scan(struct store_txn *t, const char *prefix,
+    bool (*fn)(void *, const char *key, const void *val, size_t len),
+    void *arg)
+{
+	MDB_cursor	*c;
+	MDB_val		 k = { strlen(prefix), (void *)prefix }, v;
+	char		 key[512];
+	int64_t		 exp;
+	time_t		 now = time(NULL);
+	int		 rc;
+
+	if ((rc = mdb_cursor_open(t->txn, t->st->kv, &c)) != 0)
+		return store_fail(t->st, "cursor", rc);
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size < strlen(prefix) || k.mv_size >= sizeof(key) ||
+		    memcmp(k.mv_data, prefix, strlen(prefix)) != 0)
+			break;
+		if (v.mv_size < 8)
+			continue;
+		memcpy(&exp, v.mv_data, 8);
+		if (exp != 0 && exp <= (int64_t)now)
+			continue;
+		memcpy(key, k.mv_data, k.mv_size);
+		key[k.mv_size] = '\0';
+		if (!fn(arg, key, (const char *)v.mv_data + 8, v.mv_size - 8))
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store_fail(t->st, "scan", rc);
+	return 0;
+}
+
 long
 store_get(struct store_txn *t, const char *key, void *val, size_t cap)
 {
@@ -254,25 +301,33 @@ store_incr(struct store_txn *t, const char *key, long long delta,
 int
 store_tokens_get(struct store_txn *t, struct store_token *tok, size_t n)
 {
-	MDB_val		k = { 8, NULL }, v;
-	struct tokval	tv;
-	size_t		i;
-	int		rc;
+	MDB_cursor	*c;
+	MDB_val		 k = { 8, NULL }, v;
+	struct tokval	 tv;
+	size_t		 i;
+	int		 rc;
 
+	/* One cursor for all: LMDB looks on the cursor's page first, which
+	 * the next of sorted hashes often is. */
+	if ((rc = mdb_cursor_open(t->txn, t->st->tokens, &c)) != 0)
+		return store_fail(t->st, "cursor", rc);
 	for (i = 0; i < n; i++) {
 		k.mv_data = &tok[i].hash;
-		rc = mdb_get(t->txn, t->st->tokens, &k, &v);
-		if (rc == MDB_NOTFOUND || v.mv_size != sizeof(tv)) {
-			tok[i].spam = tok[i].ham = tok[i].day = 0;
-			continue;
-		}
-		if (rc != 0)
+		rc = mdb_cursor_get(c, &k, &v, MDB_SET);
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			mdb_cursor_close(c);
 			return store_fail(t->st, "get token", rc);
-		memcpy(&tv, v.mv_data, sizeof(tv));
+		}
+		if (rc == MDB_NOTFOUND)
+			memset(&tv, 0, sizeof(tv));
+		else
+			tokval_read(&v, &tv);
 		tok[i].spam = tv.spam;
 		tok[i].ham = tv.ham;
 		tok[i].day = tv.day;
+		tok[i].weight = tv.weight;
 	}
+	mdb_cursor_close(c);
 	return 0;
 }
 
@@ -299,12 +354,12 @@ store_tokens_add(struct store_txn *t, const uint64_t *hashes, size_t n,
 	for (i = 0; i < n; i++) {
 		k.mv_data = (void *)&hashes[i];
 		rc = mdb_get(t->txn, t->st->tokens, &k, &v);
-		if (rc == 0 && v.mv_size == sizeof(tv))
-			memcpy(&tv, v.mv_data, sizeof(tv));
-		else if (rc == 0 || rc == MDB_NOTFOUND)
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store_fail(t->st, "get token", rc);
+		if (rc == MDB_NOTFOUND)
 			memset(&tv, 0, sizeof(tv));
 		else
-			return store_fail(t->st, "get token", rc);
+			tokval_read(&v, &tv);
 		tv.spam = count_add(tv.spam, dspam);
 		tv.ham = count_add(tv.ham, dham);
 		tv.day = day;
@@ -334,34 +389,94 @@ store_tokens_count(struct store_txn *t)
 	return (long long)ms.ms_entries;
 }
 
-int
-store_tokens_each(struct store_txn *t,
-    bool (*fn)(void *, const struct store_token *), void *arg)
+/* What a token walk's visitor wants next. */
+enum walk { WALK_NEXT, WALK_WRITE, WALK_STOP };
+
+/* Visits every token in hash order; WALK_WRITE stores the value the
+ * visitor changed in place. */
+static int
+tokens_walk(struct store_txn *t, enum walk (*visit)(void *, uint64_t,
+    struct tokval *), void *arg)
 {
-	MDB_cursor		*c;
-	MDB_val			 k, v;
-	struct store_token	 tok;
-	struct tokval		 tv;
-	int			 rc;
+	MDB_cursor	*c;
+	MDB_val		 k, v;
+	struct tokval	 tv;
+	uint64_t	 h;
+	enum walk	 w = WALK_NEXT;
+	int		 rc;
 
 	if ((rc = mdb_cursor_open(t->txn, t->st->tokens, &c)) != 0)
 		return store_fail(t->st, "cursor", rc);
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size != 8 || v.mv_size != sizeof(tv))
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 &&
+	    w != WALK_STOP; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size != 8 || !tokval_read(&v, &tv))
 			continue;
-		memcpy(&tok.hash, k.mv_data, 8);
-		memcpy(&tv, v.mv_data, sizeof(tv));
-		tok.spam = tv.spam;
-		tok.ham = tv.ham;
-		tok.day = tv.day;
-		if (!fn(arg, &tok))
+		memcpy(&h, k.mv_data, 8);
+		if ((w = visit(arg, h, &tv)) != WALK_WRITE)
+			continue;
+		v.mv_size = sizeof(tv);
+		v.mv_data = &tv;
+		if ((rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT)) != 0)
 			break;
 	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return store_fail(t->st, "cursor", rc);
 	return 0;
+}
+
+struct each {
+	bool	(*fn)(void *, const struct store_token *);
+	void	*arg;
+};
+
+static enum walk
+each_visit(void *arg, uint64_t h, struct tokval *tv)
+{
+	struct each		*e = arg;
+	struct store_token	 tok = { h, tv->spam, tv->ham, tv->day,
+				    tv->weight };
+
+	return e->fn(e->arg, &tok) ? WALK_NEXT : WALK_STOP;
+}
+
+int
+store_tokens_each(struct store_txn *t,
+    bool (*fn)(void *, const struct store_token *), void *arg)
+{
+	struct each e = { fn, arg };
+
+	return tokens_walk(t, each_visit, &e);
+}
+
+struct reweigh {
+	float		(*fn)(void *, uint64_t);
+	void		*arg;
+	long long	 changed;
+};
+
+static enum walk
+reweigh_visit(void *arg, uint64_t h, struct tokval *tv)
+{
+	struct reweigh	*r = arg;
+	float		 w = r->fn(r->arg, h);
+
+	if (w == tv->weight)
+		return WALK_NEXT;
+	tv->weight = w;
+	r->changed++;
+	return WALK_WRITE;
+}
+
+long long
+store_tokens_reweigh(struct store_txn *t,
+    float (*fn)(void *, uint64_t hash), void *arg)
+{
+	struct reweigh r = { fn, arg, 0 };
+
+	if (tokens_walk(t, reweigh_visit, &r) == -1)
+		return -1;
+	return r.changed;
 }
 
 int

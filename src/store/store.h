@@ -28,6 +28,7 @@ struct store_token {
 	uint32_t	spam;	/* spam messages that had it */
 	uint32_t	ham;	/* ham messages that had it */
 	uint32_t	day;	/* day (since the epoch) it was last learnt */
+	float		weight;	/* the perceptron's weight (classifier.h) */
 };
 
 /* Opens (creating) the store in dir; map_size bounds its size on disk.
@@ -58,11 +59,18 @@ int		 store_del(struct store_txn *, const char *key);
 int		 store_incr(struct store_txn *, const char *key, long long delta,
 		    time_t expires, long long *out);
 
-/* Fills spam/ham/day of each token by hash (0 for unknown ones). */
+/* Calls fn with every live key starting with prefix and its value, in
+ * key order; fn returns false to stop. */
+int		 store_scan(struct store_txn *, const char *prefix,
+		    bool (*fn)(void *, const char *key, const void *val,
+		    size_t len), void *arg);
+
+/* Fills spam/ham/day/weight of each token by hash (0 for unknown ones). */
 int		 store_tokens_get(struct store_txn *, struct store_token *,
 		    size_t n);
 /* Adds dspam/dham (which may be negative; counts stop at 0) to each hash,
- * stamping `day`; a token whose counts reach 0 is removed. */
+ * stamping `day` and keeping its weight; a token whose counts reach 0 is
+ * removed. */
 int		 store_tokens_add(struct store_txn *, const uint64_t *hashes,
 		    size_t n, int dspam, int dham, uint32_t day);
 /* Number of tokens in the table. */
@@ -70,6 +78,10 @@ long long	 store_tokens_count(struct store_txn *);
 /* Calls fn for every token, in hash order; fn returns false to stop. */
 int		 store_tokens_each(struct store_txn *,
 		    bool (*fn)(void *, const struct store_token *), void *arg);
+/* Sets every token's weight to fn(arg, hash), writing only those that
+ * change; how many changed, -1 on error. */
+long long	 store_tokens_reweigh(struct store_txn *,
+		    float (*fn)(void *, uint64_t hash), void *arg);
 /* Removes the given hashes outright. */
 int		 store_tokens_del(struct store_txn *, const uint64_t *hashes,
 		    size_t n);

@@ -53,7 +53,9 @@ def test_learn_then_tag_and_reject(make_moat, tmp_path):
     # Learnt twice: counted once.
     assert "6 already known" in ctl(m, "learn", "--ham",
                                     os.path.join(str(tmp_path), "ham"))
-    assert "learnt 6 spam, 6 ham" in ctl(m, "stats")
+    stats = ctl(m, "stats")
+    assert "learnt 6 spam, 6 ham" in stats
+    assert "12 messages keep their features for the perceptron" in stats
 
     spam = message(subject="offer", body="cheap pills offer click now winner\r\n")
     ham = message(subject="agenda", body="the project review meeting agenda\r\n")
@@ -154,7 +156,10 @@ def test_training_addresses(make_moat):
     more = message(subject="more", body="frimp zorbix offer\r\n")
     assert send_one(m.port, rcpts=("spam@example.test", "alice@example.test"),
                     msg=more)[0] == 250
-    assert "learnt 2 spam, 1 ham" in ctl(m, "stats")
+    stats = ctl(m, "stats")
+    assert "learnt 2 spam, 1 ham" in stats
+    # moatd kept their features and retrained the perceptron with them.
+    assert "3 messages keep their features" in stats
     got = m.delivered()
     assert len(got) == 1 and b"frimp zorbix offer" in got[0]
     assert m.delivered("spam") == []

@@ -1,11 +1,13 @@
 /*
  * test_classifier.c: the classifier's arithmetic (Robinson's f, the
- * min_dev cut, the n^norm damping), learning exactly once, moving between
- * classes, forgetting, the opinion threshold and pruning, on a real LMDB
- * store in a temporary directory.
+ * min_dev cut, the n^norm damping, the perceptron's steps), learning
+ * exactly once, moving between classes, forgetting, the opinion threshold,
+ * pruning and the kept feature sets, on a real LMDB store in a temporary
+ * directory.
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +21,8 @@
 
 static struct store *st;
 static char dir[64];
+/* What learn() learns with: counts only unless a test says otherwise. */
+static const struct classifier_conf *learn_conf;
 
 static const struct classifier_conf plain = {
 	.min_spam = 1, .min_ham = 1, .max_tokens = 1000000,
@@ -31,6 +35,7 @@ setup(void **state)
 	char err[256];
 
 	(void)state;
+	learn_conf = &plain;
 	snprintf(dir, sizeof(dir), "/tmp/moat-test-cls-XXXXXX");
 	assert_non_null(mkdtemp(dir));
 	st = store_open(dir, 64 << 20, err, sizeof(err));
@@ -67,7 +72,7 @@ learn(const char *text, enum cls cls, enum cls *prev)
 	int			 rc;
 
 	set_of(&t, text);
-	rc = classifier_learn(txn, &t, cls, prev);
+	rc = classifier_learn(txn, learn_conf, &t, cls, prev);
 	assert_int_equal(store_commit(txn), 0);
 	tok_free(&t);
 	return rc;
@@ -217,6 +222,119 @@ test_prune(void **state)
 	assert_int_equal(store_commit(txn), 0);
 }
 
+static long long
+refit(const struct classifier_conf *c)
+{
+	struct store_txn	*txn = store_begin(st, true);
+	long long		 n = classifier_refit(txn, c);
+
+	assert_int_equal(store_commit(txn), 0);
+	return n;
+}
+
+static long long
+kept(void)
+{
+	struct store_txn	*txn = store_begin(st, false);
+	long long		 n = classifier_kept(txn);
+
+	store_abort(txn);
+	return n;
+}
+
+static void
+test_perceptron(void **state)
+{
+	struct classifier_conf	pc = plain;
+	enum cls		prev;
+	double			step = 0.5 / sqrt(2);
+
+	(void)state;
+	pc.perceptron = 1;
+	pc.perceptron_passes = 1;
+	pc.perceptron_rate = 0.5;
+	pc.keep_messages = 10;
+	pc.min_dev = 1;		/* no feature counts: the perceptron alone */
+	learn_conf = &pc;
+	learn("spamword common", CLS_SPAM, &prev);
+	learn("hamword common", CLS_HAM, &prev);
+	assert_int_equal(kept(), 2);
+	/* Before a refit the weights are 0. */
+	assert_true(score(&pc, "spamword").logit == 0);
+	assert_int_equal(refit(&pc), 2);
+	/* One pass, either order: the first message is inside the margin
+	 * (z = 0) and steps by rate/sqrt(2); the second sees z = -0.25 for
+	 * its class and steps too: "common" cancels out. */
+	assert_true(fabs(score(&pc, "spamword").logit - step) < 1e-6);
+	assert_true(fabs(score(&pc, "hamword").logit + step) < 1e-6);
+	assert_true(fabs(score(&pc, "common").logit) < 1e-6);
+	/* The score is the weight sum over sqrt(features). */
+	assert_true(fabs(score(&pc, "spamword common").logit -
+	    step / sqrt(2)) < 1e-6);
+	/* A second pass steps both again, from inside the margin. */
+	pc.perceptron_passes = 2;
+	refit(&pc);
+	assert_true(fabs(score(&pc, "spamword").logit - 2 * step) < 1e-6);
+	assert_true(fabs(score(&pc, "common").logit) < 1e-6);
+	/* Forgotten: not in the next refit, which starts afresh. (A ham
+	 * learnt without features keeps the classifier's opinion.) */
+	pc.perceptron_passes = 1;
+	learn_conf = &plain;
+	learn("unrelated", CLS_HAM, &prev);
+	learn_conf = &pc;
+	assert_int_equal(learn("hamword common", CLS_NONE, &prev), 1);
+	assert_int_equal(kept(), 1);
+	assert_int_equal(refit(&pc), 1);
+	assert_true(fabs(score(&pc, "common").logit - step) < 1e-6);
+	assert_true(fabs(score(&pc, "spamword").logit - step) < 1e-6);
+	/* Off: the weights go back to 0. */
+	pc.perceptron = 0;
+	assert_int_equal(refit(&pc), 1);
+	pc.perceptron = 1;
+	assert_true(score(&pc, "spamword").logit == 0);
+}
+
+static void
+test_keep_messages(void **state)
+{
+	struct classifier_conf	pc = plain;
+	enum cls		prev;
+
+	(void)state;
+	pc.perceptron = 1;
+	pc.perceptron_passes = 1;
+	pc.perceptron_rate = 0.5;
+	pc.keep_messages = 1;
+	pc.min_dev = 1;
+	learn_conf = &pc;
+	learn("older spam", CLS_SPAM, &prev);
+	learn("newer ham", CLS_HAM, &prev);
+	assert_int_equal(kept(), 2);
+	/* Only the newest keeps its features; the older stays learnt. */
+	assert_int_equal(refit(&pc), 1);
+	assert_int_equal(kept(), 1);
+	assert_true(score(&pc, "older").logit == 0);
+	assert_true(score(&pc, "newer").logit < 0);
+	assert_int_equal(learn("older spam", CLS_SPAM, &prev), 0);
+	assert_int_equal(prev, CLS_SPAM);
+	/* Counts only: learning keeps no features at all. */
+	learn_conf = &plain;
+	learn("third one", CLS_SPAM, &prev);
+	assert_int_equal(kept(), 1);
+}
+
+static bool
+scan_collect(void *arg, const char *key, const void *val, size_t len)
+{
+	char *out = arg;
+
+	strncat(out, key, 64);
+	strncat(out, "=", 2);
+	strncat(out, val, len);
+	strncat(out, " ", 2);
+	return true;
+}
+
 static void
 test_store_kv(void **state)
 {
@@ -235,6 +353,19 @@ test_store_kv(void **state)
 	assert_int_equal(n, 3);
 	assert_int_equal(store_del(txn, "k"), 0);
 	assert_int_equal(store_get(txn, "k", v, sizeof(v)), -1);
+	{
+		char out[256] = "";
+
+		/* A prefix scan: live keys only, in order, no neighbours. */
+		assert_int_equal(store_put(txn, "p:b", "2", 1, 0), 0);
+		assert_int_equal(store_put(txn, "p:a", "1", 1, 0), 0);
+		assert_int_equal(store_put(txn, "p:old", "x", 1,
+		    time(NULL) - 1), 0);
+		assert_int_equal(store_put(txn, "q:c", "3", 1, 0), 0);
+		assert_int_equal(store_put(txn, "p", "0", 1, 0), 0);
+		assert_int_equal(store_scan(txn, "p:", scan_collect, out), 0);
+		assert_string_equal(out, "p:a=1 p:b=2 ");
+	}
 	store_abort(txn);
 	/* Aborted: nothing stayed. */
 	txn = store_begin(st, false);
@@ -251,6 +382,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_arithmetic, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perceptron, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_keep_messages, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_store_kv, setup,
 		    teardown),
 	};

@@ -50,13 +50,14 @@ static void
 learn(struct store *st, const char *text, enum cls cls)
 {
 	struct store_txn	*txn = store_begin(st, true);
+	struct classifier_conf	 counts = { .perceptron = 0 };
 	struct tok		 t;
 	enum cls		 prev;
 
 	tok_init(&t, 1000, false);
 	tok_text(&t, "", text, strlen(text));
 	tok_finish(&t);
-	assert_int_equal(classifier_learn(txn, &t, cls, &prev), 1);
+	assert_int_equal(classifier_learn(txn, &counts, &t, cls, &prev), 1);
 	assert_int_equal(store_commit(txn), 0);
 	tok_free(&t);
 }
