@@ -57,7 +57,8 @@ $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
 $(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h $(BUILD)/libmoat.a
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \
+    tests/unit/tok_helpers.h $(BUILD)/libmoat.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
 	    $(LDLIBS) -lcmocka

@@ -247,8 +247,7 @@ tok_scan_urls(struct tok *t, const char *s, size_t len)
 	size_t i, j;
 
 	for (i = 0; i < len; i++) {
-		if ((s[i] != 'h' && s[i] != 'H' && s[i] != 'w' &&
-		    s[i] != 'W') || url_at(s, len, i) == 0)
+		if (url_at(s, len, i) == 0)
 			continue;
 		j = url_end(s, len, i);
 		tok_url(t, s + i, j - i);

@@ -4,10 +4,11 @@
  * One environment (a directory) per host, two databases in it: "kv" for
  * keyed values and counters (each value starts with its 8-byte expiry)
  * and "tokens" for the classifier (8-byte native integer keys, 16-byte
- * {spam, ham, day, weight} values). LMDB gives readers a snapshot without locks
- * and serialises writers across processes, which is what moatd's workers
- * (readers) and moatctl (the writer) need. Stale reader slots of dead
- * processes are cleared at open. A handle must not cross fork().
+ * {spam, ham, day, weight} values). LMDB gives readers a snapshot
+ * without locks and serialises writers across processes, which is what
+ * moatd's workers (readers) and moatctl (the writer) need. Stale reader
+ * slots of dead processes are cleared at open. A handle must not cross
+ * fork().
  */
 #include <errno.h>
 #include <lmdb.h>
@@ -211,7 +212,8 @@ store_scan(struct store_txn *t, const char *prefix,
     void *arg)
 {
 	MDB_cursor	*c;
-	MDB_val		 k = { strlen(prefix), (void *)prefix }, v;
+	size_t		 plen = strlen(prefix);
+	MDB_val		 k = { plen, (void *)prefix }, v;
 	char		 key[512];
 	int64_t		 exp;
 	time_t		 now = time(NULL);
@@ -221,8 +223,8 @@ store_scan(struct store_txn *t, const char *prefix,
 		return store_fail(t->st, "cursor", rc);
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		if (k.mv_size < strlen(prefix) || k.mv_size >= sizeof(key) ||
-		    memcmp(k.mv_data, prefix, strlen(prefix)) != 0)
+		if (k.mv_size < plen || k.mv_size >= sizeof(key) ||
+		    memcmp(k.mv_data, prefix, plen) != 0)
 			break;
 		if (v.mv_size < 8)
 			continue;
@@ -318,9 +320,8 @@ store_tokens_get(struct store_txn *t, struct store_token *tok, size_t n)
 			mdb_cursor_close(c);
 			return store_fail(t->st, "get token", rc);
 		}
-		if (rc == MDB_NOTFOUND)
-			memset(&tv, 0, sizeof(tv));
-		else
+		memset(&tv, 0, sizeof(tv));
+		if (rc == 0)
 			tokval_read(&v, &tv);
 		tok[i].spam = tv.spam;
 		tok[i].ham = tv.ham;
@@ -356,9 +357,8 @@ store_tokens_add(struct store_txn *t, const uint64_t *hashes, size_t n,
 		rc = mdb_get(t->txn, t->st->tokens, &k, &v);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return store_fail(t->st, "get token", rc);
-		if (rc == MDB_NOTFOUND)
-			memset(&tv, 0, sizeof(tv));
-		else
+		memset(&tv, 0, sizeof(tv));
+		if (rc == 0)
 			tokval_read(&v, &tv);
 		tv.spam = count_add(tv.spam, dspam);
 		tv.ham = count_add(tv.ham, dham);

@@ -17,20 +17,9 @@
 #include "../../src/content/mime.h"
 #include "../../src/content/tokenize.h"
 #include "../../src/core/buf.h"
+#include "tok_helpers.h"
 
 static const struct mime_limits lim = { 512 * 1024, 20, 200 };
-
-static bool
-has(const struct tok *t, const char *prefix, const char *word)
-{
-	uint64_t	h = tok_hash(prefix, word, strlen(word));
-	size_t		i;
-
-	for (i = 0; i < t->n; i++)
-		if (t->feat[i] == h)
-			return true;
-	return false;
-}
 
 static void
 scan(struct tok *t, const char *m, const struct mime_limits *l,

@@ -16,18 +16,7 @@
 #include "../../src/content/html.h"
 #include "../../src/content/tokenize.h"
 #include "../../src/core/buf.h"
-
-static bool
-has(const struct tok *t, const char *prefix, const char *word)
-{
-	uint64_t	h = tok_hash(prefix, word, strlen(word));
-	size_t		i;
-
-	for (i = 0; i < t->n; i++)
-		if (t->feat[i] == h)
-			return true;
-	return false;
-}
+#include "tok_helpers.h"
 
 static void
 test_words(void **state)
