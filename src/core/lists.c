@@ -178,62 +178,86 @@ strset_load(struct strset *s, const char *path, char *err, size_t errlen)
 }
 
 /*
+ * A prefix length: 1 to 3 ASCII digits, no sign, no space, no leading
+ * zero (so "/08" is not read as octal by anyone), at most max; -1 if not.
+ */
+static int
+prefix_len(const char *s, int max)
+{
+	int	v = 0;
+	size_t	i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (i == 3 || s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (i == 0 || (s[0] == '0' && i > 1) || v > max)
+		return -1;
+	return v;
+}
+
+/*
  * Accepts "a.b.c.d/n", "v6addr/n", bare addresses, and tcprules-style
  * IPv4 prefixes ("10.", "10.1", "192.168.1.") meaning whole octets.
+ * Strict: n is 0-32 (IPv4) or 0-128 (IPv6) in plain decimal, and
+ * nothing else (sign, white space, trailing junk) is allowed anywhere.
+ * On failure *c is zeroed.
  */
 int
 cidr_parse(const char *s, struct cidr *c)
 {
-	char		 tmp[INET6_ADDRSTRLEN + 8], *slash, *end;
-	long		 bits = -1;
-	int		 dots = 0;
+	char		 tmp[INET6_ADDRSTRLEN + 8], *slash;
+	long		 octet;
+	int		 dots = 0, i;
 	size_t		 n = strlen(s);
 	const char	*p;
 
+	memset(c, 0, sizeof(*c));
 	if (n == 0 || n >= sizeof(tmp))
 		return -1;
 	memcpy(tmp, s, n + 1);
-	memset(c, 0, sizeof(*c));
-	if ((slash = strchr(tmp, '/')) != NULL) {
+	if ((slash = strchr(tmp, '/')) != NULL)
 		*slash++ = '\0';
-		errno = 0;
-		bits = strtol(slash, &end, 10);
-		if (*slash == '\0' || *end != '\0' || errno != 0)
-			return -1;
-	}
 	if (inet_pton(AF_INET6, tmp, c->addr) == 1) {
 		c->family = AF_INET6;
-		c->bits = bits == -1 ? 128 : (int)bits;
-		return bits > 128 ? -1 : 0;
-	}
-	c->family = AF_INET;
-	if (inet_pton(AF_INET, tmp, c->addr) == 1) {
-		c->bits = bits == -1 ? 32 : (int)bits;
-		return bits > 32 ? -1 : 0;
-	}
-	if (slash != NULL)
-		return -1;
-	/* A tcprules prefix: up to three whole octets, "10." or "10.1". */
-	n = strlen(tmp);
-	if (n > 0 && tmp[n - 1] == '.')
-		tmp[--n] = '\0';
-	for (p = tmp; *p != '\0'; p++)
-		if (*p == '.')
-			dots++;
-		else if (!isdigit((unsigned char)*p))
-			return -1;
-	if (n == 0 || dots > 2 || strstr(tmp, "..") != NULL)
-		return -1;
-	for (p = tmp, n = 0; n <= (size_t)dots; n++) {
-		errno = 0;
-		bits = strtol(p, &end, 10);
-		if (end == p || bits > 255 || errno != 0)
-			return -1;
-		c->addr[n] = (uint8_t)bits;
-		p = *end == '.' ? end + 1 : end;
-	}
-	c->bits = (dots + 1) * 8;
-	return 0;
+		c->bits = slash == NULL ? 128 : prefix_len(slash, 128);
+	} else if (inet_pton(AF_INET, tmp, c->addr) == 1) {
+		c->family = AF_INET;
+		c->bits = slash == NULL ? 32 : prefix_len(slash, 32);
+	} else if (slash == NULL) {
+		/* A tcprules prefix: up to three whole octets, "10." or
+		 * "10.1", each 1-3 digits (an empty one is refused). */
+		n = strlen(tmp);
+		if (n > 0 && tmp[n - 1] == '.')
+			tmp[--n] = '\0';
+		for (p = tmp; *p != '\0'; p++)
+			if (*p == '.')
+				dots++;
+			else if (*p < '0' || *p > '9')
+				goto bad;
+		if (dots > 2)
+			goto bad;
+		for (p = tmp, i = 0; i <= dots; i++) {
+			octet = 0;
+			for (n = 0; p[n] >= '0' && p[n] <= '9'; n++)
+				if (n == 3 || (octet = octet * 10 +
+				    (p[n] - '0')) > 255)
+					goto bad;
+			if (n == 0)
+				goto bad;
+			c->addr[i] = (uint8_t)octet;
+			p += n + (p[n] == '.');
+		}
+		c->family = AF_INET;
+		c->bits = (dots + 1) * 8;
+	} else
+		goto bad;
+	if (c->bits >= 0)
+		return 0;
+bad:
+	memset(c, 0, sizeof(*c));
+	return -1;
 }
 
 bool

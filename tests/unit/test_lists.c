@@ -96,6 +96,134 @@ test_cidr(void **state)
 	assert_int_equal(cidr_parse("", &c), -1);
 }
 
+/* cidr_parse, valid and invalid forms side by side (limits at N, N+1). */
+static void
+test_cidr_table(void **state)
+{
+	static const struct {
+		const char	*in;
+		int		 rc, family, bits;
+	} t[] = {
+		{ "10.0.0.0/32", 0, AF_INET, 32 },
+		{ "10.0.0.0/33", -1, 0, 0 },
+		{ "10.0.0.0/0", 0, AF_INET, 0 },
+		{ "10.0.0.0/8", 0, AF_INET, 8 },
+		{ "10.0.0.0/-8", -1, 0, 0 },
+		{ "10.0.0.0/-0", -1, 0, 0 },
+		{ "10.0.0.0/+8", -1, 0, 0 },
+		{ "10.0.0.0/ 8", -1, 0, 0 },
+		{ "10.0.0.0/8 ", -1, 0, 0 },
+		{ "10.0.0.0/\t8", -1, 0, 0 },
+		{ "10.0.0.0 /8", -1, 0, 0 },
+		{ " 10.0.0.0/8", -1, 0, 0 },
+		{ "+10.0.0.0/8", -1, 0, 0 },
+		{ "10.0.0.0/8x", -1, 0, 0 },
+		{ "10.0.0.0/0x8", -1, 0, 0 },
+		{ "10.0.0.0/08", -1, 0, 0 },
+		{ "10.0.0.0/008", -1, 0, 0 },
+		{ "10.0.0.0/", -1, 0, 0 },
+		{ "10.0.0.0//8", -1, 0, 0 },
+		{ "10.0.0.0/8/8", -1, 0, 0 },
+		{ "10.0.0.0/4294967304", -1, 0, 0 },	/* 2^32 + 8 */
+		{ "/8", -1, 0, 0 },
+		{ "/", -1, 0, 0 },
+		{ "10.0.0.256/8", -1, 0, 0 },
+		{ "::/128", 0, AF_INET6, 128 },
+		{ "::/129", -1, 0, 0 },
+		{ "::/0", 0, AF_INET6, 0 },
+		{ "2001:db8::/64", 0, AF_INET6, 64 },
+		{ "2001:db8::/-64", -1, 0, 0 },
+		{ "2001:db8::/+64", -1, 0, 0 },
+		{ "2001:db8::/ 64", -1, 0, 0 },
+		{ "2001:db8::/64x", -1, 0, 0 },
+		{ "2001:db8::/1280", -1, 0, 0 },
+		{ "2001:db8::/", -1, 0, 0 },
+		{ "2001:db8::1", 0, AF_INET6, 128 },
+		{ "2001:db8::1%eth0", -1, 0, 0 },
+		{ "::ffff:10.0.0.0/104", 0, AF_INET6, 104 },
+		{ "127.0.0.1", 0, AF_INET, 32 },
+		/* tcprules prefixes: whole octets, 1-3 digits each */
+		{ "10.", 0, AF_INET, 8 },
+		{ "10", 0, AF_INET, 8 },
+		{ "10.1", 0, AF_INET, 16 },
+		{ "192.168.1.", 0, AF_INET, 24 },
+		{ "255.255.255", 0, AF_INET, 24 },
+		{ "256", -1, 0, 0 },
+		{ "0010", -1, 0, 0 },
+		{ "10..", -1, 0, 0 },
+		{ "10..1", -1, 0, 0 },
+		{ ".10", -1, 0, 0 },
+		{ ".", -1, 0, 0 },
+		{ "+10.1", -1, 0, 0 },
+		{ "-10.1", -1, 0, 0 },
+		{ " 10.1", -1, 0, 0 },
+		{ "10.1 ", -1, 0, 0 },
+		{ "10.1.2.3.", -1, 0, 0 },
+		{ "10.1/16", -1, 0, 0 },
+		{ "", -1, 0, 0 },
+	};
+	struct cidr	c;
+	size_t		i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memset(&c, 0xa5, sizeof(c));
+		if (cidr_parse(t[i].in, &c) != t[i].rc)
+			fail_msg("cidr_parse(\"%s\") should return %d", t[i].in,
+			    t[i].rc);
+		if (t[i].rc == 0 && (c.family != t[i].family ||
+		    c.bits != t[i].bits))
+			fail_msg("cidr_parse(\"%s\"): family %d bits %d",
+			    t[i].in, c.family, c.bits);
+		if (t[i].rc == -1 && (c.family != 0 || c.bits != 0))
+			fail_msg("cidr_parse(\"%s\") left a network behind",
+			    t[i].in);
+	}
+}
+
+/* A bad line of a CIDR list file is an error naming file:line. */
+static void
+test_cidr_list_file(void **state)
+{
+	static const char *bad[] = {
+		"10.0.0.0/-8", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/8x",
+		"10.0.0.0/+8", "10.0.0.0/ 8", "not-an-address",
+		"1234567890123456789012345678901234567890123456789012345678901234"
+		"5678",
+	};
+	char			 path[] = "/tmp/moat-test-cidr-XXXXXX", err[256];
+	char			 want[300];
+	int			 fd = mkstemp(path);
+	struct cidrlist		 l = { 0 };
+	struct sockaddr_storage	 ss = sa_of("2001:db8::5");
+	FILE			*fp;
+	size_t			 i;
+
+	(void)state;
+	assert_true(fd != -1);
+	close(fd);
+	fp = fopen(path, "w");
+	fputs("# nets\n10.0.0.0/8\n\n  2001:db8::/32  \n192.168.\n", fp);
+	fclose(fp);
+	assert_int_equal(cidrlist_load(&l, path, err, sizeof(err)), 0);
+	assert_int_equal(l.n, 3);
+	assert_true(cidrlist_match(&l, (struct sockaddr *)&ss));
+	cidrlist_free(&l);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fp = fopen(path, "w");
+		fprintf(fp, "10.0.0.0/8\n# comment\n%s\n127.0.0.1\n", bad[i]);
+		fclose(fp);
+		err[0] = '\0';
+		assert_int_equal(cidrlist_load(&l, path, err, sizeof(err)), -1);
+		snprintf(want, sizeof(want), "%s:3: ", path);
+		if (strncmp(err, want, strlen(want)) != 0)
+			fail_msg("line \"%s\": error \"%s\"", bad[i], err);
+		assert_non_null(strstr(err, "is not an address or network"));
+		cidrlist_free(&l);
+	}
+	unlink(path);
+}
+
 static void
 test_list_file(void **state)
 {
@@ -160,6 +288,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_strset),
 		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_cidr_table),
+		cmocka_unit_test(test_cidr_list_file),
 		cmocka_unit_test(test_list_file),
 		cmocka_unit_test(test_cdb),
 	};
