@@ -1,10 +1,11 @@
 /*
  * connlimit.c: shared connection counts (see connlimit.h).
  *
- * Per slot: an open-addressing table keyed by the 16-byte client address
- * (IPv4 as v4-mapped IPv6), probed at most CL_PROBE slots; an entry whose
- * count fell to zero may be taken by another address. A full window fails
- * open (the connection is allowed) rather than refusing good clients.
+ * Per slot: an open-addressing table keyed by connlimit_key (an IPv4
+ * address as v4-mapped IPv6, an IPv6 client by its /64), probed at most
+ * CL_PROBE slots; an entry whose count fell to zero may be taken by
+ * another key. A full window fails open (the connection is allowed)
+ * rather than refusing good clients.
  */
 #include <netinet/in.h>
 #include <stdint.h>
@@ -15,6 +16,9 @@
 #include "connlimit.h"
 
 #define CL_PROBE	64
+
+_Static_assert(CONNLIMIT_V6_PREFIX > 0 && CONNLIMIT_V6_PREFIX <= 128,
+    "CONNLIMIT_V6_PREFIX is an IPv6 prefix length");
 
 struct cl_entry {
 	uint8_t		key[16];
@@ -56,13 +60,25 @@ connlimit_clear(int slot)
 		memset(&regions[slot], 0, sizeof(regions[slot]));
 }
 
-static void
-key_of(const struct sockaddr *sa, uint8_t key[16])
+void
+connlimit_key(const struct sockaddr *sa, uint8_t key[16])
 {
+	const struct in6_addr	*a6;
+	int			 full = CONNLIMIT_V6_PREFIX / 8;
+	int			 rest = CONNLIMIT_V6_PREFIX % 8;
+
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)(const void *)sa)->
-		    sin6_addr, 16);
+		a6 = &((const struct sockaddr_in6 *)(const void *)sa)->
+		    sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			memcpy(key, a6, 16);
+			return;
+		}
+		memcpy(key, a6, (size_t)full);
+		if (rest != 0)
+			key[full] = (uint8_t)(a6->s6_addr[full] &
+			    (0xff << (8 - rest)));
 	} else if (sa->sa_family == AF_INET) {
 		key[10] = key[11] = 0xff;
 		memcpy(key + 12, &((const struct sockaddr_in *)
@@ -111,7 +127,7 @@ connlimit_enter(const struct sockaddr *sa, long long max_total,
 
 	if (regions == NULL)
 		return true;
-	key_of(sa, key);
+	connlimit_key(sa, key);
 	for (s = 0; s < nregions; s++) {
 		total += __atomic_load_n(&regions[s].total, __ATOMIC_RELAXED);
 		if ((e = find(&regions[s], key)) != NULL)
@@ -150,7 +166,7 @@ connlimit_leave(const struct sockaddr *sa)
 
 	if (regions == NULL)
 		return;
-	key_of(sa, key);
+	connlimit_key(sa, key);
 	if (regions[my_slot].total > 0)
 		__atomic_sub_fetch(&regions[my_slot].total, 1,
 		    __ATOMIC_RELAXED);

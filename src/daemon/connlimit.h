@@ -12,7 +12,17 @@
 #define MOAT_CONNLIMIT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
+
+/*
+ * max_per_ip counts an IPv6 client by its network, not its address: one
+ * subscriber is routinely given a whole /64 (RFC 6177) and could open
+ * max_per_ip connections from each of its 2^64 addresses. IPv4 (and IPv4
+ * mapped into IPv6, ::ffff:a.b.c.d) counts by the full address. A
+ * constant for now; it would become a [server] option in conf.c.
+ */
+#define CONNLIMIT_V6_PREFIX	64
 
 /* Maps the shared table for this many worker slots. */
 int	connlimit_init(int slots);
@@ -25,5 +35,9 @@ void	connlimit_clear(int slot);
 bool	connlimit_enter(const struct sockaddr *, long long max_total,
 	    long long max_ip, const char **why);
 void	connlimit_leave(const struct sockaddr *);
+/* The 16-byte key a client is counted under: ::ffff:a.b.c.d for IPv4
+ * and v4-mapped clients, the CONNLIMIT_V6_PREFIX network (rest zeroed)
+ * for other IPv6 clients; all zero for any other family. */
+void	connlimit_key(const struct sockaddr *, uint8_t key[16]);
 
 #endif
