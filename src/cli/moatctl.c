@@ -54,15 +54,100 @@ struct ctl {
 	const char		*name;	/* file being read */
 };
 
+#define DEFAULT_CONF	"/etc/moat/moat.conf"
+
+/* The full help (-h, --help, "help"): printed without reading any
+ * configuration, so it works on a host that has none. */
+static void
+help(void)
+{
+	fputs(
+"NAME\n"
+"    moatctl - teach, query and inspect moat's spam classifier\n"
+"\n"
+"SYNOPSIS\n"
+"    moatctl [-c FILE] [--db DIR] learn --spam|--ham|--forget PATH...\n"
+"    moatctl [-c FILE] [--db DIR] classify [--brief] [--times] PATH...\n"
+"    moatctl [-c FILE] [--db DIR] stats\n"
+"    moatctl -h | --help | help\n"
+"\n"
+"DESCRIPTION\n"
+"    moatctl works on the token store that moatd's bayes filter reads. It\n"
+"    may run while moatd runs: learning commits in batches of "
+	    , stdout);
+	printf("%d messages,\n", LEARN_BATCH);
+	fputs(
+"    so moatd's workers keep reading a consistent table meanwhile.\n"
+"\n"
+"    A PATH is a message file, an mbox, a Maildir or a directory of any of\n"
+"    them, read recursively in name order (a Maildir's tmp/ is skipped).\n"
+"    A file is read whole, up to 256 MiB.\n"
+"\n"
+"COMMANDS\n"
+"    learn --spam PATH...    learn the messages as spam\n"
+"    learn --ham PATH...     learn the messages as ham (wanted mail)\n"
+"    learn --forget PATH...  unlearn the messages; a message counts once,\n"
+"                            so learning it again as the other class\n"
+"                            moves it. After a run the token table is\n"
+"                            pruned to [bayes] max_tokens and the\n"
+"                            perceptron is retrained. Progress goes to\n"
+"                            standard error.\n"
+"    classify PATH...        score each message: verdict, probability,\n"
+"                            symbol and score, and the features that\n"
+"                            weighed most\n"
+"        --brief             one line per message: PATH LOGIT VERDICT,\n"
+"                            VERDICT being spam, ham or unsure\n"
+"        --times             report p50/p99/max scoring time per\n"
+"                            message on standard error\n"
+"    stats                   messages learnt, tokens and store size\n"
+"    help                    this text\n"
+"\n"
+"OPTIONS\n"
+"    -c FILE     read settings ([server] var_dir, [bayes], [score]) from\n"
+"                FILE instead of " DEFAULT_CONF "\n"
+"    --db DIR    use the token store in DIR instead of <var_dir>/db;\n"
+"                without -c, built-in [bayes] and [score] defaults are\n"
+"                used and no configuration file is read\n"
+"    -h, --help  print this help and exit; reads no configuration\n"
+"\n"
+"FILES\n"
+"    " DEFAULT_CONF "\n"
+"        the configuration read when neither -c nor --db is given\n"
+"    <var_dir>/db\n"
+"        the LMDB token store shared with moatd\n"
+"\n"
+"EXIT STATUS\n"
+"    0   success (also for -h and --help)\n"
+"    1   a configuration, store or message could not be read or written\n"
+"    2   usage error: unknown command or option, or missing argument\n"
+"\n"
+"EXAMPLES\n"
+"    moatctl learn --spam ~/Maildir/.Junk\n"
+"    moatctl --db /tmp/db classify --brief message.eml\n"
+"\n"
+"SEE ALSO\n"
+"    moatd, README.md, docs/CLASSIFIER.md\n", stdout);
+	exit(0);
+}
+
+/* A usage error: the synopsis on standard error, exit status 2. */
 static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: moatctl [-c moat.conf] [--db DIR] COMMAND\n"
-	    "  learn --spam|--ham|--forget PATH...  learn or forget messages"
-	    "\n  classify [--brief] [--times] FILE... score messages\n"
-	    "  stats                                what has been learnt\n");
+	    "usage: moatctl [-c FILE] [--db DIR] learn --spam|--ham|--forget "
+	    "PATH...\n"
+	    "       moatctl [-c FILE] [--db DIR] classify [--brief] [--times] "
+	    "PATH...\n"
+	    "       moatctl [-c FILE] [--db DIR] stats\n"
+	    "       moatctl -h | --help\n");
 	exit(2);
+}
+
+static bool
+is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
 }
 
 /* Reads a whole file (up to MAX_FILE); NULL with errno set. */
@@ -474,18 +559,28 @@ main(int argc, char **argv)
 	int				 i, rc;
 
 	memset(&c, 0, sizeof(c));
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+	/* Everything that needs no configuration is settled first: help,
+	 * usage errors. */
+	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
+		if (is_help(argv[i]))
+			help();
+		else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
 		else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc)
 			db = argv[++i];
 		else
-			break;
+			usage();
 	}
 	if (i >= argc)
 		usage();
+	if (strcmp(argv[i], "help") == 0 ||
+	    (i + 1 < argc && is_help(argv[i + 1])))
+		help();
+	if (strcmp(argv[i], "learn") != 0 &&
+	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0)
+		usage();
 	if (path == NULL && db == NULL)
-		path = "/etc/moat/moat.conf";
+		path = DEFAULT_CONF;
 	if (path != NULL) {
 		if ((cf = conf_load(path, err, sizeof(err))) == NULL) {
 			fprintf(stderr, "moatctl: %s\n", err);
