@@ -1,6 +1,7 @@
 /*
  * txnlog.c: one JSON line per transaction and per refused connection
- * (ARCHITECTURE §6). Client text is escaped and cut short.
+ * (ARCHITECTURE §6). Client text is escaped and cut short; every line is
+ * bounded, well-formed UTF-8 and strict JSON, and is never dropped.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,15 +20,99 @@ timespec_ms(const struct timespec *a, const struct timespec *b)
 	    (double)(b->tv_nsec - a->tv_nsec) / 1e6;
 }
 
-static void
-json_str(struct buf *b, const char *key, const char *val, size_t n)
+/*
+ * Bounds of the JSON lines. A line is built in a buffer of
+ * TXNLOG_LINE_MAX bytes and is never dropped: the recipient list is cut
+ * first (at most TXNLOG_RCPTS entries, and only while TXNLOG_TAIL bytes
+ * stay free for the fields after it), and should the rest still not fit,
+ * a short line with the identifying fields is logged instead. Every
+ * string is cut at LIMIT_LOG_QUOTE input bytes on a character boundary.
+ */
+#define TXNLOG_LINE_MAX	(64 * 1024)
+#define TXNLOG_RCPTS	100
+#define TXNLOG_TAIL	(16 * 1024)
+/* A symbol name is ours (a filter's), but is cut all the same. */
+#define TXNLOG_SYMBOL	64
+
+/*
+ * Length of the well-formed UTF-8 character at s (RFC 3629 §4: no
+ * overlong forms, no surrogates, nothing past U+10FFFF), 0 when the
+ * bytes there are not one.
+ */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
 {
-	buf_printf(b, ",\"%s\":\"", key);
-	buf_add_json(b, val, n, LIMIT_LOG_QUOTE);
-	buf_addc(b, '"');
+	size_t	len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+		return 0;
+	return len;
 }
 
-static void
+/*
+ * Appends s as the body of a JSON string that any strict parser takes:
+ * well-formed UTF-8 is copied, '"' and '\' are escaped, control bytes
+ * become \u00XX, and so does every byte that is not part of a well-formed
+ * character (read as Latin-1, as 8-bit headers mostly are). At most max
+ * input bytes are used (0: all), never half a character. -1 past the buffer's cap
+ * (the buffer may then hold part of the string).
+ */
+static int
+json_esc(struct buf *b, const char *s, size_t n, size_t max)
+{
+	const unsigned char	*u = (const unsigned char *)s;
+	size_t			 i, k;
+	char			 esc[8];
+	bool			 stray;
+
+	for (i = 0; i < n; i += k) {
+		if ((k = utf8_len(u + i, n - i)) == 0)
+			stray = true, k = 1;
+		else
+			stray = false;
+		if (max > 0 && i + k > max)
+			break;
+		if (u[i] == '"' || u[i] == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)u[i];
+			if (buf_add(b, esc, 2) == -1)
+				return -1;
+		} else if (stray || u[i] < 0x20 || u[i] == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", u[i]);
+			if (buf_add(b, esc, 6) == -1)
+				return -1;
+		} else if (buf_add(b, u + i, k) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+json_str(struct buf *b, const char *key, const char *val, size_t n)
+{
+	if (buf_printf(b, ",\"%s\":\"", key) == -1 ||
+	    json_esc(b, val, n, LIMIT_LOG_QUOTE) == -1)
+		return -1;
+	return buf_addc(b, '"');
+}
+
+static int
 json_head(struct buf *b, struct session *s, const char *event)
 {
 	struct timespec	ts;
@@ -37,10 +122,20 @@ json_head(struct buf *b, struct session *s, const char *event)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	buf_printf(b, "{\"time\":\"%s.%03ldZ\",\"event\":\"%s\","
+	if (buf_printf(b, "{\"time\":\"%s.%03ldZ\",\"event\":\"%s\","
 	    "\"session\":\"%016llx\"", when, ts.tv_nsec / 1000000, event,
-	    (unsigned long long)s->id);
-	json_str(b, "ip", s->ip, strlen(s->ip));
+	    (unsigned long long)s->id) == -1)
+		return -1;
+	return json_str(b, "ip", s->ip, strnlen(s->ip, sizeof(s->ip)));
+}
+
+/* Logs b as one line; b's cap keeps a byte free for the newline. */
+static void
+json_emit(struct buf *b)
+{
+	b->max = TXNLOG_LINE_MAX;
+	log_json(b);
+	buf_free(b);
 }
 
 /*
@@ -82,74 +177,178 @@ header_value(const char *m, size_t len, const char *name, char *out,
 	}
 }
 
+/* The envelope sender, "" for the null path, absent before MAIL. */
+static int
+json_from(struct buf *b, const struct txn *t)
+{
+	char addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 2];
+
+	if (t->from.null)
+		return json_str(b, "from", "", 0);
+	if (t->from.domain[0] == '\0')
+		return 0;
+	snprintf(addr, sizeof(addr), "%s@%s", t->from.local, t->from.domain);
+	return json_str(b, "from", addr, strlen(addr));
+}
+
+static int
+json_result(struct buf *b, const struct txn *t)
+{
+	if (t->result_text[0] == '\0')
+		return json_str(b, "result", "aborted", 7);
+	return json_str(b, "result", t->result_text, strnlen(t->result_text,
+	    sizeof(t->result_text)));
+}
+
+/* One recipient as a JSON object; -1 past the buffer's cap. */
+static int
+json_rcpt(struct buf *b, const struct rcpt *r, bool first)
+{
+	if (buf_adds(b, first ? "{\"to\":\"" : ",{\"to\":\"") == -1 ||
+	    json_esc(b, r->addr, strnlen(r->addr, sizeof(r->addr)),
+	    LIMIT_LOG_QUOTE) == -1 ||
+	    buf_printf(b, "\",\"accepted\":%s", r->accepted ? "true" :
+	    "false") == -1 ||
+	    json_str(b, "reply", r->reply, strnlen(r->reply,
+	    sizeof(r->reply))) == -1 ||
+	    (r->verdict.by != NULL && json_str(b, "by", r->verdict.by,
+	    strlen(r->verdict.by)) == -1))
+		return -1;
+	return buf_addc(b, '}');
+}
+
+/*
+ * The recipient list, bounded: the accepted recipients come first (up
+ * to TXNLOG_RCPTS), the refused ones fill what room is left, all in the
+ * order they were given, and none once the buffer is within TXNLOG_TAIL
+ * of its cap. An untrusted client's thousand refused addresses cannot
+ * push the delivered one out of the line. True when some were left out.
+ */
+static bool
+json_rcpts(struct buf *b, const struct txn *t)
+{
+	size_t	i, acc = 0, nacc = 0, nrej = 0, room_rej, mark;
+	size_t	cap = b->max;
+
+	for (i = 0; i < t->nrcpt; i++)
+		if (t->rcpts[i].accepted)
+			acc++;
+	room_rej = acc >= TXNLOG_RCPTS ? 0 : TXNLOG_RCPTS - acc;
+	b->max = cap - TXNLOG_TAIL;
+	for (i = 0; i < t->nrcpt; i++) {
+		const struct rcpt *r = &t->rcpts[i];
+
+		if (r->accepted ? nacc >= TXNLOG_RCPTS : nrej >= room_rej)
+			continue;
+		mark = b->len;
+		if (json_rcpt(b, r, nacc + nrej == 0) == -1) {
+			b->len = mark;
+			b->data[mark] = '\0';
+			break;
+		}
+		if (r->accepted)
+			nacc++;
+		else
+			nrej++;
+	}
+	b->max = cap;
+	return nacc + nrej < t->nrcpt;
+}
+
+/* Symbols, message fields, timings and result; -1 past the cap. */
+static int
+json_tail(struct buf *b, const struct txn *t)
+{
+	char		 hv[LIMIT_LOG_QUOTE + 8];
+	const char	*m = t->msg.data + t->msg_start;
+	size_t		 i, mlen = t->msg.len > t->msg_start ?
+			    t->msg.len - t->msg_start : 0;
+
+	if (t->t_data.tv_sec != 0) {
+		/* hv holds a few bytes past the cut, so a character that
+		 * starts before it is whole and json_esc keeps or drops it
+		 * entire. */
+		header_value(m, mlen, "Message-ID", hv, sizeof(hv));
+		if (buf_printf(b, ",\"size\":%zu", mlen) == -1 ||
+		    json_str(b, "message_id", hv, strlen(hv)) == -1)
+			return -1;
+		header_value(m, mlen, "Subject", hv, sizeof(hv));
+		if (json_str(b, "subject", hv, strlen(hv)) == -1)
+			return -1;
+	}
+	if (buf_printf(b, ",\"score\":%.2f,\"symbols\":{", t->score) == -1)
+		return -1;
+	for (i = 0; i < t->nsym && i < LIMIT_SYMBOLS; i++)
+		if (buf_adds(b, i ? ",\"" : "\"") == -1 ||
+		    json_esc(b, t->sym[i].name, strlen(t->sym[i].name),
+		    TXNLOG_SYMBOL) == -1 ||
+		    buf_printf(b, "\":%.2f", t->sym[i].score) == -1)
+			return -1;
+	if (buf_printf(b, "},\"ms\":{\"data\":%.1f,\"queue\":%.1f}",
+	    timespec_ms(&t->t_data, &t->t_data_end),
+	    timespec_ms(&t->t_data_end, &t->t_queued)) == -1)
+		return -1;
+	return json_result(b, t);
+}
+
+/*
+ * One line per transaction: who, from, to whom (bounded, see
+ * json_rcpts), what, verdict and result. "rcpt_count" is every RCPT the
+ * client tried; "truncated" is true when some of them are not listed.
+ */
 void
 txnlog_transaction(struct session *s)
 {
 	struct txn	*t = s->txn;
 	struct buf	 b;
-	size_t		 i;
-	char		 hv[LIMIT_LOG_QUOTE + 1];
-	const char	*m = t->msg.data + t->msg_start;
-	size_t		 mlen = t->msg.len > t->msg_start ?
-			    t->msg.len - t->msg_start : 0;
+	bool		 cut;
+	size_t		 mark;
 
 	t->logged = true;
 	if (!log_json_enabled())
 		return;
-	buf_init(&b, 64 * 1024);
-	json_head(&b, s, "transaction");
-	json_str(&b, "helo", s->helo, strlen(s->helo));
-	buf_printf(&b, ",\"tls\":%s", s->tls ? "true" : "false");
-	if (s->tls)
-		json_str(&b, "tls_info", s->tls_info, strlen(s->tls_info));
-	if (t->from.null)
-		json_str(&b, "from", "", 0);
-	else if (t->from.domain[0] != '\0') {
-		char addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 2];
-
-		snprintf(addr, sizeof(addr), "%s@%s", t->from.local,
-		    t->from.domain);
-		json_str(&b, "from", addr, strlen(addr));
+	buf_init(&b, TXNLOG_LINE_MAX - 1);
+	if (json_head(&b, s, "transaction") == -1 ||
+	    json_str(&b, "helo", s->helo, strnlen(s->helo,
+	    sizeof(s->helo))) == -1 ||
+	    buf_printf(&b, ",\"tls\":%s", s->tls ? "true" : "false") == -1 ||
+	    (s->tls && json_str(&b, "tls_info", s->tls_info,
+	    strnlen(s->tls_info, sizeof(s->tls_info))) == -1) ||
+	    json_from(&b, t) == -1 ||
+	    buf_adds(&b, ",\"rcpts\":[") == -1)
+		goto short_line;
+	cut = json_rcpts(&b, t);
+	mark = b.len;
+	if (buf_printf(&b, "],\"rcpt_count\":%zu,\"rcpt_accepted\":%zu,"
+	    "\"truncated\":%s", t->nrcpt, t->naccepted, cut ? "true" :
+	    "false") == -1 || json_tail(&b, t) == -1 ||
+	    buf_addc(&b, '}') == -1) {
+		/* Not reached with today's limits; kept for safety. */
+		b.len = mark;
+		b.data[mark] = '\0';
+		if (buf_printf(&b, "],\"rcpt_count\":%zu,\"rcpt_accepted\":"
+		    "%zu,\"truncated\":true", t->nrcpt, t->naccepted) == -1 ||
+		    json_result(&b, t) == -1 || buf_addc(&b, '}') == -1)
+			goto short_line;
 	}
-	buf_adds(&b, ",\"rcpts\":[");
-	for (i = 0; i < t->nrcpt; i++) {
-		struct rcpt *r = &t->rcpts[i];
-
-		buf_adds(&b, i ? ",{\"to\":\"" : "{\"to\":\"");
-		buf_add_json(&b, r->addr, strlen(r->addr), LIMIT_LOG_QUOTE);
-		buf_printf(&b, "\",\"accepted\":%s", r->accepted ? "true" :
-		    "false");
-		json_str(&b, "reply", r->reply, strlen(r->reply));
-		if (r->verdict.by != NULL)
-			json_str(&b, "by", r->verdict.by,
-			    strlen(r->verdict.by));
-		buf_addc(&b, '}');
-	}
-	buf_addc(&b, ']');
-	if (t->t_data.tv_sec != 0) {
-		buf_printf(&b, ",\"size\":%zu", mlen);
-		header_value(m, mlen, "Message-ID", hv, sizeof(hv));
-		json_str(&b, "message_id", hv, strlen(hv));
-		header_value(m, mlen, "Subject", hv, sizeof(hv));
-		json_str(&b, "subject", hv, strlen(hv));
-	}
-	buf_printf(&b, ",\"score\":%.2f,\"symbols\":{", t->score);
-	for (i = 0; i < t->nsym; i++)
-		buf_printf(&b, "%s\"%s\":%.2f", i ? "," : "", t->sym[i].name,
-		    t->sym[i].score);
-	buf_printf(&b, "},\"ms\":{\"data\":%.1f,\"queue\":%.1f}",
-	    timespec_ms(&t->t_data, &t->t_data_end),
-	    timespec_ms(&t->t_data_end, &t->t_queued));
-	if (t->result_text[0] != '\0')
-		json_str(&b, "result", t->result_text,
-		    strlen(t->result_text));
+	json_emit(&b);
+	return;
+short_line:
+	/* Cannot happen unless the fields above outgrow the line: log who
+	 * and what happened, never nothing. */
+	buf_reset(&b);
+	if (json_head(&b, s, "transaction") == -1 ||
+	    buf_printf(&b, ",\"rcpt_count\":%zu,\"rcpt_accepted\":%zu,"
+	    "\"truncated\":true", t->nrcpt, t->naccepted) == -1 ||
+	    json_result(&b, t) == -1 || buf_addc(&b, '}') == -1)
+		log_msg(LVL_WARN, s->id, "json transaction line lost");
 	else
-		json_str(&b, "result", "aborted", 7);
-	buf_addc(&b, '}');
-	log_json(&b);
+		json_emit(&b);
 	buf_free(&b);
 }
 
+/* A refused connection or greeting: time, session, ip and reason, like
+ * a transaction line's head. */
 void
 txnlog_refused(struct session *s, const char *reason)
 {
@@ -157,10 +356,13 @@ txnlog_refused(struct session *s, const char *reason)
 
 	if (!log_json_enabled())
 		return;
-	buf_init(&b, 4096);
-	json_head(&b, s, "refused");
-	json_str(&b, "reason", reason, strlen(reason));
-	buf_addc(&b, '}');
-	log_json(&b);
-	buf_free(&b);
+	buf_init(&b, TXNLOG_LINE_MAX - 1);
+	if (json_head(&b, s, "refused") == -1 ||
+	    json_str(&b, "reason", reason, strlen(reason)) == -1 ||
+	    buf_addc(&b, '}') == -1) {
+		log_msg(LVL_WARN, s->id, "json refused line lost");
+		buf_free(&b);
+		return;
+	}
+	json_emit(&b);
 }
