@@ -213,7 +213,7 @@ bayes_rcpt(struct filter_call *c)
 }
 
 struct learn_job {
-	uint64_t		 sid;
+	struct step_token	 step;
 	const struct bayes_conf	*conf;
 	struct store		*st;
 	char			*msg;
@@ -279,14 +279,14 @@ learn_done(void *arg)
 	struct learn_job *j = arg;
 
 	if (j->rc == -1) {
-		log_msg(LVL_WARN, j->sid, "event=bayes_learn error=\"%s\"",
+		log_msg(LVL_WARN, j->step.sid, "event=bayes_learn error=\"%s\"",
 		    j->err);
-		filter_resume(j->sid, verdict_make(V_DEFER, 451, "4.3.0",
+		filter_resume(j->step, verdict_make(V_DEFER, 451, "4.3.0",
 		    "Could not learn the message; try again later"));
 	} else {
-		log_msg(LVL_INFO, j->sid, "event=bayes_learn class=%s "
+		log_msg(LVL_INFO, j->step.sid, "event=bayes_learn class=%s "
 		    "messages=%d", j->cls == CLS_SPAM ? "spam" : "ham", j->n);
-		filter_resume(j->sid, VERDICT(j->only ? V_ACCEPT :
+		filter_resume(j->step, VERDICT(j->only ? V_ACCEPT :
 		    V_CONTINUE));
 	}
 	free(j->msg);
@@ -306,7 +306,7 @@ bayes_train(struct filter_call *c, struct store *st)
 		free(j);
 		return verdict_make(V_DEFER, 451, "4.3.0", "Out of memory");
 	}
-	j->sid = c->s->id;
+	j->step = c->step;
 	j->conf = c->conf;
 	j->st = st;
 	j->len = t->msg.len - t->msg_start;

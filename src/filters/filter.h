@@ -6,8 +6,10 @@
  * fills them from its INI section and [domain ...] overrides), loads what
  * it needs per policy in init(), and implements hooks. A hook returns a
  * verdict; PENDING means it started async work and will call
- * filter_resume() with the session id; if that does not happen within
- * [server] timeout_filter, cancel() is called and the fail mode decides.
+ * filter_resume() with the call's step token; if that does not happen
+ * within [server] timeout_filter, cancel() is called and the fail mode
+ * decides. A completion whose token is no longer the pending step (timed
+ * out, session gone, disconnected) is dropped by filter_resume().
  * A filter never writes to the socket, formats a reply or parses INI.
  */
 #ifndef MOAT_FILTER_H
@@ -34,6 +36,7 @@ struct filter_call {
 	const void		*conf;	/* the filter's settings struct */
 	void			*state;	/* what init() loaded */
 	const struct policy	*policy;
+	struct step_token	 step;	/* names this call for filter_resume */
 };
 
 typedef struct verdict (*filter_hook)(struct filter_call *);
@@ -62,7 +65,7 @@ const struct filter	*filter_find(const char *name);
 /* Index of a filter in the registry (its slot in a policy). */
 size_t			 filter_index(const struct filter *);
 
-/* Completes a PENDING hook of the session with this id. */
-void	filter_resume(uint64_t sid, struct verdict);
+/* Completes the PENDING hook call named by tok; dropped when stale. */
+void	filter_resume(struct step_token tok, struct verdict);
 
 #endif

@@ -3,7 +3,10 @@
  *
  * Per stage the session's pl_index says which filter is next; a PENDING
  * hook parks the session with a timer, and filter_resume() or the timer
- * picks up from the same index. Verdicts of the early stages are applied
+ * picks up from the same index. Every hook call is a new step of the
+ * session (its own token): a completion that comes back after its hook
+ * timed out, or after the session moved on or closed, is dropped rather
+ * than taken for the hook pending now. Verdicts of the early stages are applied
  * by the session (delay-deny); here every hook is only asked once.
  */
 #include <stdlib.h>
@@ -76,6 +79,7 @@ call_init(struct filter_call *c, struct session *s, const struct filter *f,
 	c->conf = p->conf[i];
 	c->state = p->state[i];
 	c->policy = p;
+	c->step = session_step(s);
 }
 
 static void	pipeline_run(struct session *);
@@ -117,6 +121,7 @@ pipeline_run(struct session *s)
 		f = pl->order[s->pl_index];
 		if (f->hook[st] == NULL)
 			continue;
+		(void)session_step_begin(s);
 		call_init(&c, s, f, p);
 		v = f->hook[st](&c);
 		if (v.code == V_PENDING) {
@@ -133,12 +138,14 @@ pipeline_run(struct session *s)
 }
 
 void
-filter_resume(uint64_t sid, struct verdict v)
+filter_resume(struct step_token tok, struct verdict v)
 {
-	struct session *s = session_find(sid);
+	struct session *s = session_find(tok.sid);
 
-	if (s == NULL || s->pending >= STAGE_QUEUE)
-		return;		/* gone, or no filter is pending */
+	if (!session_step_live(s, tok) || s->pending >= STAGE_QUEUE) {
+		log_msg(LVL_DEBUG, tok.sid, "event=stale_completion");
+		return;		/* gone, timed out, or moved on */
+	}
 	session_timer(s, 0, NULL);
 	if (v.code == V_CONTINUE) {
 		s->pl_index++;
@@ -146,7 +153,7 @@ filter_resume(uint64_t sid, struct verdict v)
 		return;
 	}
 	v.by = pipeline_active->order[s->pl_index]->name;
-	session_resume(sid, v);
+	session_resume(tok.sid, v);
 }
 
 /* Disconnect: cancel a hook still pending, then tell every filter. */
@@ -157,7 +164,8 @@ pipeline_disconnect(struct session *s)
 	struct filter_call	 c;
 	size_t			 i;
 
-	if (s->pending < STAGE_QUEUE && s->pl_index < pl->n &&
+	if (s->state == ST_WAIT && s->pending < STAGE_QUEUE &&
+	    s->pl_index < pl->n &&
 	    pl->order[s->pl_index]->cancel != NULL) {
 		call_init(&c, s, pl->order[s->pl_index],
 		    stage_policy(s, s->pending));

@@ -1,13 +1,11 @@
 /*
- * relay.c: relay control. Mail for a domain that is not ours is accepted
- * only from relay networks or authenticated clients, and addresses that
- * other MTAs may route onward (the tricks of open-relay tests) are refused
- * for everybody else even when the domain looks like ours.
- *
- * What counts as ours is decided once, by the pipeline (local_domains,
- * rcpthosts, morercpthosts.cdb) and the session (IP literals of the
- * address the client connected to); the parser has already refused
- * trailing dots, NUL bytes and malformed paths.
+ * relay.c: which clients may relay. At connect, a client in the relay
+ * networks is marked trusted. The decision itself (mail for a domain that
+ * is not ours only from trusted or authenticated clients, no routing
+ * tricks for anybody else) is part of the core RCPT step
+ * (smtp_relay_denied() in src/smtp/command.c), so that no pipeline can
+ * leave it out and no filter's ACCEPT can skip it: without this filter
+ * nobody is trusted, and nothing is relayed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,58 +79,16 @@ relay_connect(struct filter_call *c)
 	return VERDICT(V_CONTINUE);
 }
 
-/* True when every host of a source route is ours. */
-static bool
-route_is_local(const struct filter_call *c, const char *hosts)
-{
-	char	 buf[LIMIT_PATH + 1], *h, *next;
-
-	snprintf(buf, sizeof(buf), "%s", hosts);
-	for (h = buf; h != NULL; h = next) {
-		if ((next = strchr(h, ',')) != NULL)
-			*next++ = '\0';
-		if (!pipeline_is_local(c->policy, h))
-			return false;
-	}
-	return true;
-}
-
-static struct verdict
-relay_rcpt(struct filter_call *c)
-{
-	const struct rcpt	*r = c->s->txn->cur;
-	const char		*lp = r->path.local;
-
-	if (c->s->trusted || c->s->authenticated)
-		return VERDICT(V_CONTINUE);
-	if (!r->local)
-		return verdict_make(V_DENY, 554, "5.7.1",
-		    "Relay access denied");
-	/*
-	 * A local domain, but a local part another MTA would route on:
-	 * user%host@us (the % hack), host!user@us (bang path), or a quoted
-	 * "user@host"@us. None of them is a mailbox of ours.
-	 */
-	if (strpbrk(lp, "%!@") != NULL)
-		return verdict_make(V_DENY, 554, "5.7.1",
-		    "Relay access denied (routing characters in address)");
-	if (r->path.route && !route_is_local(c, r->path.route_hosts))
-		return verdict_make(V_DENY, 554, "5.7.1",
-		    "Relay access denied (source route)");
-	return VERDICT(V_CONTINUE);
-}
-
 const struct filter filter_relay = {
 	.name = "relay",
-	.summary = "accept mail for our domains, relay only for trusted "
-	    "clients",
+	.summary = "mark clients of the relay networks as trusted (they may "
+	    "relay)",
 	.opts = relay_opts,
 	.conf_size = sizeof(struct relay_conf),
 	.init = relay_init,
 	.fini = relay_fini,
 	.hook = {
 		[STAGE_CONNECT] = relay_connect,
-		[STAGE_RCPT] = relay_rcpt,
 	},
 	.fail = FAIL_DEFER,
 };

@@ -22,6 +22,8 @@ bool	session_shutting_down;
 
 #define S(x)		(1u << (x))
 #define ANY_CMD		(S(ST_GREET) | S(ST_HELO) | S(ST_MAIL) | S(ST_RCPT))
+/* Between BDAT chunks only these (RFC 3030 §2; RSET ends it). */
+#define IN_CHUNKS	(S(ST_BDAT_NEXT) | S(ST_BDAT_FAILED))
 #define HEADER_ROOM	4096	/* bytes we may prepend (Received:) */
 
 typedef void (*handler_fn)(struct session *, struct command *);
@@ -54,11 +56,12 @@ static const struct {
 	    "Need MAIL before RCPT" },
 	{ VERB_DATA, S(ST_MAIL) | S(ST_RCPT), false, cmd_data,
 	    "Need RCPT before DATA" },
-	{ VERB_BDAT, S(ST_MAIL) | S(ST_RCPT), false, cmd_bdat,
-	    "Need RCPT before BDAT" },
-	{ VERB_RSET, ANY_CMD, false, cmd_rset, NULL },
-	{ VERB_NOOP, ANY_CMD, true, cmd_noop, NULL },
-	{ VERB_QUIT, ANY_CMD, false, cmd_quit, NULL },
+	/* BDAT is taken everywhere: out of sequence, its chunk is still
+	 * read and dropped, never parsed as commands (cmd_bdat). */
+	{ VERB_BDAT, ANY_CMD | IN_CHUNKS, false, cmd_bdat, NULL },
+	{ VERB_RSET, ANY_CMD | IN_CHUNKS, false, cmd_rset, NULL },
+	{ VERB_NOOP, ANY_CMD | IN_CHUNKS, true, cmd_noop, NULL },
+	{ VERB_QUIT, ANY_CMD | IN_CHUNKS, false, cmd_quit, NULL },
 	{ VERB_VRFY, ANY_CMD, true, cmd_vrfy, NULL },
 	{ VERB_EXPN, ANY_CMD, true, cmd_expn, NULL },
 	{ VERB_HELP, ANY_CMD, false, cmd_help, NULL },
@@ -111,18 +114,74 @@ command_line(struct session *s, char *line, size_t len)
 		return;
 	}
 	if (!(commands[i].states & S(s->state))) {
-		reply_error(s, 503, "5.5.1", commands[i].wrong != NULL ?
-		    commands[i].wrong : "Bad sequence of commands");
+		reply_error(s, 503, "5.5.1", s->state == ST_BDAT_NEXT ?
+		    "Only BDAT, RSET, NOOP or QUIT while a message is being "
+		    "sent in chunks" : s->state == ST_BDAT_FAILED ?
+		    "Transaction failed; send RSET" : commands[i].wrong !=
+		    NULL ? commands[i].wrong : "Bad sequence of commands");
 		return;
 	}
 	commands[i].fn(s, &cmd);
 }
 
+/*
+ * A HELO/EHLO argument must be a domain or an address literal (RFC 5321
+ * §4.1.1.1): it goes into our Received line. Underscores and one
+ * trailing dot are let through, as common client software sends them;
+ * whether the name is plausible is for the HELO checks to weigh.
+ */
+static bool
+helo_literal_ok(struct str a)
+{
+	char		 ip[64];
+	unsigned char	 bin[16];
+
+	if (!parse_domain_ok(a.p, a.len, false) || a.len - 2 >= sizeof(ip))
+		return false;
+	memcpy(ip, a.p + 1, a.len - 2);
+	ip[a.len - 2] = '\0';
+	if (strncasecmp(ip, "IPv6:", 5) == 0)
+		return inet_pton(AF_INET6, ip + 5, bin) == 1;
+	/* A general literal has a tag (RFC 5321 §4.1.3); else IPv4. */
+	return strchr(ip, ':') != NULL || inet_pton(AF_INET, ip, bin) == 1;
+}
+
+static bool
+helo_ok(struct str a)
+{
+	size_t	i, n = a.len;
+	bool	dot = true;	/* at the start or after a dot */
+
+	if (n == 0 || n > LIMIT_HELO)
+		return false;
+	if (a.p[0] == '[')
+		return helo_literal_ok(a);
+	if (a.p[n - 1] == '.')
+		n--;
+	for (i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)a.p[i];
+
+		/* A label neither starts nor ends with a hyphen. */
+		if (ch == '.') {
+			if (dot || a.p[i - 1] == '-')
+				return false;
+			dot = true;
+		} else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' &&
+		    ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+		    (ch == '-' && !dot))
+			dot = false;
+		else
+			return false;
+	}
+	return n > 0 && !dot && a.p[n - 1] != '-';
+}
+
 static void
 cmd_helo(struct session *s, struct command *c)
 {
-	if (c->arg.len == 0 || c->arg.len > LIMIT_HELO) {
-		reply_error(s, 501, "5.5.4", "Syntax: HELO/EHLO hostname");
+	if (!helo_ok(c->arg)) {
+		reply_error(s, 501, "5.5.4", "Syntax: HELO/EHLO hostname (a "
+		    "domain or an address literal)");
 		return;
 	}
 	txn_reset(s);
@@ -270,6 +329,73 @@ rcpt_add(struct session *s)
 	return r;
 }
 
+/* An accepted recipient with the same address, or NULL. The domain is
+ * compared without case; the local part as sent (RFC 5321 §2.4). */
+static const struct rcpt *
+rcpt_duplicate(const struct txn *t, const struct path *p)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++)
+		if (t->rcpts[i].accepted &&
+		    strcmp(t->rcpts[i].path.local, p->local) == 0 &&
+		    strcasecmp(t->rcpts[i].path.domain, p->domain) == 0)
+			return &t->rcpts[i];
+	return NULL;
+}
+
+/* True when every host of a source route is ours. */
+static bool
+route_is_local(const struct session *s, const struct policy *p,
+    const char *hosts)
+{
+	char	 buf[LIMIT_PATH + 1], *h, *next;
+
+	snprintf(buf, sizeof(buf), "%s", hosts);
+	for (h = buf; h != NULL; h = next) {
+		if ((next = strchr(h, ',')) != NULL)
+			*next++ = '\0';
+		if (!s->ops->is_local(p, h))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Relay control, part of the core RCPT decision so that no pipeline can
+ * leave it out and no filter's ACCEPT can skip it: mail for a domain that
+ * is not ours is taken only from a trusted (relay network) or
+ * authenticated client. Addresses another MTA would route onward (the
+ * tricks of open-relay tests: user%host@us, host!user@us, "u@h"@us, a
+ * source route through a host that is not ours) are refused for everybody
+ * else even when the domain looks like ours. Returns the refusal text,
+ * or NULL when the recipient may be relayed to.
+ */
+const char *
+smtp_relay_denied(const struct session *s, const struct rcpt *r)
+{
+	if (s->trusted || s->authenticated)
+		return NULL;
+	if (!r->local)
+		return "Relay access denied";
+	if (strpbrk(r->path.local, "%!@") != NULL)
+		return "Relay access denied (routing characters in address)";
+	if (r->path.route && !route_is_local(s, r->policy,
+	    r->path.route_hosts))
+		return "Relay access denied (source route)";
+	return NULL;
+}
+
+/* Answers a refused recipient; a permanent refusal counts toward
+ * max_errors, so one connection cannot probe addresses without end. */
+static void
+rcpt_refuse(struct session *s, struct rcpt *r)
+{
+	reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+	if (r->reply[0] == '5')
+		count_error(s);
+}
+
 /* postmaster@ (RFC 5321 §4.5.1) and abuse@ (RFC 2142) of our domains
  * are always reachable: delayed rejections do not apply to them. */
 static bool
@@ -289,6 +415,7 @@ cmd_rcpt(struct session *s, struct command *c)
 	struct str	 rest;
 	enum parse_err	 e;
 	struct path	 p;
+	const char	*why;
 
 	if (!str_iprefix(c->arg, "TO:")) {
 		reply_error(s, 501, "5.5.4", "Syntax: RCPT TO:<address>");
@@ -301,6 +428,12 @@ cmd_rcpt(struct session *s, struct command *c)
 		e = parse_rcpt_params(rest);
 	if (e != PARSE_OK) {
 		path_error(s, e, true);
+		return;
+	}
+	/* RFC 5321 §3.3 allows one delivery per address: a repeat is
+	 * acknowledged and not added. */
+	if (rcpt_duplicate(t, &p) != NULL) {
+		reply(s, 250, "2.1.5", "Duplicate recipient, already accepted");
 		return;
 	}
 	if (t->naccepted >= (size_t)s->conf->max_recipients ||
@@ -319,6 +452,12 @@ cmd_rcpt(struct session *s, struct command *c)
 	    p.domain));
 	r->exempt = rcpt_exempt(r);
 	t->cur = r;
+	if ((why = smtp_relay_denied(s, r)) != NULL) {
+		r->verdict = verdict_make(V_DENY, 554, "5.7.1", why);
+		r->verdict.by = "relay";
+		rcpt_refuse(s, r);
+		return;
+	}
 	/* One transaction, one policy (ARCHITECTURE §2). */
 	if (t->naccepted > 0 && r->policy != t->policy) {
 		r->verdict = VERDICT(V_DEFER);
@@ -336,7 +475,7 @@ cmd_rcpt(struct session *s, struct command *c)
 		    t->delayed;
 		if (r->verdict.code == V_DENY_DISCONNECT)
 			r->verdict.code = V_DENY;
-		reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+		rcpt_refuse(s, r);
 		return;
 	}
 	session_stage(s, STAGE_RCPT);
@@ -352,6 +491,7 @@ data_begin(struct session *s, bool dot)
 	struct tm	 tm;
 	const char	*proto;
 
+	buf_free(&t->msg);	/* one message buffer per transaction */
 	buf_init(&t->msg, (size_t)s->conf->max_message_size + HEADER_ROOM);
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
@@ -380,6 +520,23 @@ data_begin(struct session *s, bool dot)
 	return 0;
 }
 
+/*
+ * RFC 2920 §3.1: DATA ends a pipelined group; anything the client sent
+ * after it came before our 354 and is not a message: the session is
+ * refused and closed. Checked at DATA and again when the DATA stage ends.
+ */
+static bool
+early_data(struct session *s)
+{
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) == 0)
+		return false;
+	log_msg(LVL_INFO, s->id, "event=early_data");
+	reply(s, 554, "5.5.0", "Message data sent before the 354 reply "
+	    "(RFC 2920 3.1); closing");
+	session_quit(s);
+	return true;
+}
+
 static void
 cmd_data(struct session *s, struct command *c)
 {
@@ -392,12 +549,34 @@ cmd_data(struct session *s, struct command *c)
 		    "No valid recipients" : "Need RCPT before DATA");
 		return;
 	}
-	/* RFC 2920 §3.1: DATA ends a pipelined group; anything the client
-	 * sent after it came before our 354 and is not a message. */
-	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
-		s->early_talker = true;
+	if (early_data(s))
+		return;
 	s->txn->chunked = false;
 	session_stage(s, STAGE_DATA);
+}
+
+/*
+ * A BDAT chunk we refuse is still read, byte for byte, and dropped: its
+ * bytes can never be taken as commands (RFC 3030 §2). The reply comes
+ * once it is read; v NULL repeats the reply of the chunk that failed the
+ * transaction.
+ */
+static void
+chunk_skip(struct session *s, const struct verdict *v)
+{
+	if (v != NULL) {
+		bool temp = v->code == V_DEFER;
+
+		/* Formatted now: the verdict's text may not outlive us. */
+		snprintf(s->bdat_reply, sizeof(s->bdat_reply), "%d %s %.*s",
+		    v->smtp != 0 ? v->smtp : temp ? 451 : 554,
+		    v->esc != NULL ? v->esc : temp ? "4.7.1" : "5.7.1",
+		    (int)sizeof(s->bdat_reply) - 16, v->text != NULL ?
+		    v->text : temp ? "Try again later" : "Rejected by policy");
+	}
+	session_set_state(s, ST_BDAT_SKIP);
+	if (s->bdat_left == 0)
+		command_data_done(s);
 }
 
 static void
@@ -420,18 +599,31 @@ cmd_bdat(struct session *s, struct command *c)
 	}
 	s->bdat_left = size;
 	s->bdat_last = last;
-	if (s->txn->t_data.tv_sec != 0 || s->bdat_bad) {
-		/* A later chunk of a message already under way. */
+	if (s->txn == NULL) {
+		struct verdict v = verdict_make(V_DENY, 503, "5.5.1",
+		    "Need MAIL before BDAT");
+
+		chunk_skip(s, &v);
+		return;
+	}
+	if (s->state == ST_BDAT_FAILED) {
+		/* Pipelined after a refused chunk: dropped the same way. */
+		chunk_skip(s, NULL);
+		return;
+	}
+	if (s->state == ST_BDAT_NEXT) {
+		/* A later chunk of a message under way. */
 		session_set_state(s, ST_BDAT);
 		if (s->bdat_left == 0)
 			command_data_done(s);
 		return;
 	}
 	if (s->txn->naccepted == 0) {
-		s->bdat_bad = true;
-		session_set_state(s, ST_BDAT);
-		if (s->bdat_left == 0)
-			command_data_done(s);
+		struct verdict v = verdict_make(V_DENY, 554, "5.5.1",
+		    s->txn->nrcpt > 0 ? "No valid recipients" :
+		    "Need RCPT before BDAT");
+
+		chunk_skip(s, &v);
 		return;
 	}
 	s->txn->chunked = true;
@@ -443,8 +635,7 @@ cmd_rset(struct session *s, struct command *c)
 {
 	(void)c;
 	txn_reset(s);
-	s->bdat_bad = false;
-	if (s->state > ST_HELO)
+	if (s->state != ST_GREET)
 		session_set_state(s, ST_HELO);
 	reply(s, 250, "2.0.0", "OK");
 }
@@ -515,11 +706,44 @@ cmd_starttls(struct session *s, struct command *c)
 		session_quit(s);
 		return;
 	}
-	/* RFC 3207 §4.2: forget everything learnt before TLS. */
+	/* RFC 3207 §4.2: forget everything learnt before TLS; the
+	 * handshake's end (session.c) moves on to ST_GREET. */
 	txn_reset(s);
 	s->helo[0] = '\0';
 	s->esmtp = false;
-	session_set_state(s, ST_GREET);
+	session_set_state(s, ST_TLS);
+}
+
+/*
+ * Removes the client's own X-Spam-* header fields (with their folded
+ * lines): only our verdict may speak under that name, so a forged
+ * "X-Spam-Status: No" never reaches a mailbox. The message is CRLF
+ * lines, checked by the reader; only the header section is looked at.
+ */
+static void
+strip_spam_headers(struct txn *t)
+{
+	char	*m = t->msg.data;
+	size_t	 i = t->msg_start, n = t->msg.len, end;
+	bool	 drop = false;
+
+	while (i < n && m[i] != '\r') {	/* an empty line ends headers */
+		char *eol = memchr(m + i, '\n', n - i);
+
+		end = eol != NULL ? (size_t)(eol - m) + 1 : n;
+		if (m[i] != ' ' && m[i] != '\t')
+			drop = end - i > 7 && strncasecmp(m + i, "X-Spam-",
+			    7) == 0;
+		if (drop) {
+			memmove(m + i, m + end, n - end);
+			n -= end - i;
+			continue;
+		}
+		i = end;
+	}
+	t->msg.len = n;
+	if (t->msg.data != NULL)
+		t->msg.data[n] = '\0';
 }
 
 /* The message (or last chunk) is in: check it, then filters and queue. */
@@ -561,22 +785,20 @@ data_end(struct session *s)
 		txn_reset(s);
 		return;
 	}
+	strip_spam_headers(t);
 	session_stage(s, STAGE_DATA_POST);
 }
 
 void
 command_data_done(struct session *s)
 {
+	if (s->state == ST_BDAT_SKIP) {
+		command_chunk_skipped(s);
+		return;
+	}
 	if (s->state == ST_BDAT) {
-		if (s->bdat_bad) {
-			session_set_state(s, ST_MAIL);
-			if (s->bdat_last)
-				s->bdat_bad = false;
-			reply_error(s, 554, "5.5.1", "No valid recipients");
-			return;
-		}
 		if (!s->bdat_last) {
-			session_set_state(s, ST_RCPT);
+			session_set_state(s, ST_BDAT_NEXT);
 			reply(s, 250, "2.0.0", "%lld octets received",
 			    (long long)s->dr.total);
 			return;
@@ -584,6 +806,24 @@ command_data_done(struct session *s)
 		data_finish(&s->dr);
 	}
 	data_end(s);
+}
+
+void
+command_chunk_skipped(struct session *s)
+{
+	evbuffer_add_printf(bufferevent_get_output(s->bev), "%s\r\n",
+	    s->bdat_reply);
+	if (s->txn == NULL)	/* out of sequence: where it was */
+		session_set_state(s, s->esmtp || s->helo[0] != '\0' ?
+		    ST_HELO : ST_GREET);
+	else if (s->bdat_last) {
+		/* The transaction is over (RFC 3030 §2: it failed). */
+		txn_reset(s);
+		session_set_state(s, ST_HELO);
+	} else
+		session_set_state(s, ST_BDAT_FAILED);
+	if (s->bdat_reply[0] == '5')
+		count_error(s);
 }
 
 static void
@@ -607,11 +847,14 @@ rcpt_done(struct session *s, struct verdict v)
 	if (v.code == V_CONTINUE || v.code == V_ACCEPT) {
 		/* Filters said yes: the queue stage may still say no. */
 		session_set_state(s, ST_RCPT);
-		s->pending = STAGE_QUEUE;
+		session_wait(s, STAGE_QUEUE);
 		s->ops->queue_rcpt(s, r);
 		return;
 	}
-	reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+	if (r->verdict.code == V_DENY_DISCONNECT)
+		reply_verdict(s, &r->verdict, r->reply, sizeof(r->reply));
+	else
+		rcpt_refuse(s, r);
 }
 
 void
@@ -658,20 +901,19 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 		rcpt_done(s, v);
 		return;
 	case STAGE_DATA:
-		if (deny) {
+		if (v.code == V_DENY_DISCONNECT) {
 			reply_verdict(s, &v, NULL, 0);
-			if (s->early_talker)
-				session_quit(s);
 			return;
 		}
-		if (!s->txn->chunked && evbuffer_get_length(
-		    bufferevent_get_input(s->bev)) > 0)
-			s->early_talker = true;
-		if (s->early_talker) {
-			log_msg(LVL_INFO, s->id, "event=early_data");
-			reply(s, 554, "5.5.0", "Message data sent before the "
-			    "354 reply (RFC 2920 3.1); closing");
-			session_quit(s);
+		if (s->txn->chunked && deny) {
+			/* The chunk follows its BDAT at once: read, dropped. */
+			chunk_skip(s, &v);
+			return;
+		}
+		if (!s->txn->chunked && early_data(s))
+			return;
+		if (deny) {
+			reply_verdict(s, &v, NULL, 0);
 			return;
 		}
 		if (data_begin(s, !s->txn->chunked) == -1) {
@@ -706,7 +948,7 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 			    "2.0.0", NULL));
 			return;
 		}
-		s->pending = STAGE_QUEUE;
+		session_wait(s, STAGE_QUEUE);
 		s->txn->queue_msg = true;
 		s->ops->queue_data(s);
 		return;

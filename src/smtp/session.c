@@ -5,8 +5,17 @@
  * Input stays in the bufferevent's evbuffer until a whole line (or a
  * chunk of message data) can be taken; a line is measured before it is
  * copied out, and the read high-watermark bounds what a client can make us
- * hold. Teardown happens only from top-level callbacks, so handlers may
- * ask to close without freeing the session under their own feet.
+ * hold. Output is bounded the same way: while more than OUT_HIGHWATER of
+ * replies wait for a client that does not read, no input is processed
+ * (so no new reply is made) and the input buffer soon stops the reads;
+ * processing resumes when the output drains. Teardown happens only from
+ * top-level callbacks, so handlers may ask to close without freeing the
+ * session under their own feet.
+ *
+ * The I/O layer (this file) hands lines and chunks to the protocol layer
+ * (command.c), which answers through reply() and asks for async steps
+ * through session_stage()/session_wait(); command.c never reads the
+ * socket, and this file never decides what a command means.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,6 +34,8 @@
 
 #define ID_BUCKETS	16384
 #define READ_HIGHWATER	(64 * 1024)
+/* Replies a client may leave unread before we stop reading from it. */
+#define OUT_HIGHWATER	(8 * 1024)
 
 const char *const stage_names[STAGE_COUNT] = {
 	"connect", "helo", "mail", "rcpt", "data", "data_post", "queue",
@@ -32,7 +43,8 @@ const char *const stage_names[STAGE_COUNT] = {
 };
 
 const char *const state_names[ST_COUNT] = {
-	"connect", "greet", "helo", "mail", "rcpt", "data", "bdat", "quit"
+	"connect", "greet", "helo", "mail", "rcpt", "data", "bdat",
+	"bdat_skip", "bdat_next", "bdat_failed", "wait", "tls", "quit"
 };
 
 static struct session	*by_id[ID_BUCKETS];
@@ -113,6 +125,14 @@ void
 reply_error(struct session *s, int code, const char *esc, const char *text)
 {
 	reply(s, code, esc, "%s", text);
+	count_error(s);
+}
+
+void
+count_error(struct session *s)
+{
+	if (s->state == ST_QUIT)
+		return;
 	if (++s->errors >= (unsigned)s->conf->max_errors) {
 		log_msg(LVL_INFO, s->id, "event=disconnect reason=errors "
 		    "count=%u", s->errors);
@@ -150,8 +170,30 @@ session_quit(struct session *s)
 	if (s->state == ST_QUIT)
 		return;
 	session_set_state(s, ST_QUIT);
-	s->closing = true;
 	bufferevent_disable(s->bev, EV_READ);
+}
+
+/* True while the client leaves more replies unread than we hold for it. */
+static bool
+session_out_full(struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_output(s->bev)) >
+	    OUT_HIGHWATER;
+}
+
+/* True when the state reads message bytes rather than command lines. */
+static bool
+state_reads_data(enum state st)
+{
+	return st == ST_DATA || st == ST_BDAT || st == ST_BDAT_SKIP;
+}
+
+/* True when input is taken at all in this state. */
+static bool
+state_reads(enum state st)
+{
+	return st != ST_CONNECT && st != ST_WAIT && st != ST_TLS &&
+	    st != ST_QUIT;
 }
 
 int
@@ -289,27 +331,70 @@ session_timeouts(struct session *s)
 	struct timeval	 rd, wr;
 	long long	 t;
 
-	t = s->state == ST_DATA || s->state == ST_BDAT ?
-	    s->conf->timeout_data : s->conf->timeout_command;
+	bool		 waiting = s->state == ST_WAIT;
+
+	t = state_reads_data(s->state) ? s->conf->timeout_data :
+	    s->conf->timeout_command;
 	/* Re-arming costs an event_add per direction: only on a change. */
-	if (s->tmo_read == (s->pending == STAGE_COUNT ? t : -1) &&
-	    s->tmo_bev == s->bev)
+	if (s->tmo_read == (!waiting ? t : -1) && s->tmo_bev == s->bev)
 		return;
-	s->tmo_read = s->pending == STAGE_COUNT ? t : -1;
+	s->tmo_read = !waiting ? t : -1;
 	s->tmo_bev = s->bev;
 	rd.tv_sec = (time_t)t;
 	rd.tv_usec = 0;
 	wr = rd;
-	bufferevent_set_timeouts(s->bev, s->pending == STAGE_COUNT ? &rd :
-	    NULL, &wr);
+	bufferevent_set_timeouts(s->bev, !waiting ? &rd : NULL, &wr);
+}
+
+struct step_token
+session_step_begin(struct session *s)
+{
+	s->step_gen++;
+	return session_step(s);
+}
+
+struct step_token
+session_step(const struct session *s)
+{
+	struct step_token tok = { s->id, s->step_gen };
+
+	return tok;
+}
+
+bool
+session_step_live(const struct session *s, struct step_token tok)
+{
+	return s != NULL && s->id == tok.sid && s->state == ST_WAIT &&
+	    s->step_gen == tok.gen;
+}
+
+void
+session_wait(struct session *s, enum stage st)
+{
+	if (s->state != ST_WAIT) {
+		s->wait_return = s->state;
+		session_set_state(s, ST_WAIT);
+	}
+	s->pending = st;
+	s->step_gen++;
+	session_timeouts(s);
+}
+
+/* The pending step is over: back to the state it was started from. */
+static void
+session_unwait(struct session *s)
+{
+	s->pending = STAGE_COUNT;
+	s->step_gen++;
+	session_set_state(s, s->wait_return);
+	session_timeouts(s);
 }
 
 void
 session_stage(struct session *s, enum stage st)
 {
-	s->pending = st;
+	session_wait(s, st);
 	s->pl_index = 0;
-	session_timeouts(s);
 	s->ops->stage(s, st);
 }
 
@@ -320,7 +405,7 @@ session_continue(struct session *s)
 {
 	if (s->in_process)
 		return;
-	if (s->peer_eof) {
+	if (s->peer_eof && state_reads(s->state)) {
 		session_finish_input(s);	/* may free s */
 		return;
 	}
@@ -334,12 +419,25 @@ session_resume(uint64_t id, struct verdict v)
 	struct session	*s = session_find(id);
 	enum stage	 st;
 
-	if (s == NULL || s->pending == STAGE_COUNT)
+	if (s == NULL || s->state != ST_WAIT || s->pending >= STAGE_QUEUE)
 		return;		/* the session is gone or moved on */
 	st = s->pending;
-	s->pending = STAGE_COUNT;
-	session_timeouts(s);
+	session_unwait(s);
 	command_stage_done(s, st, v);
+	session_continue(s);
+}
+
+void
+session_queued_step(struct step_token tok, struct verdict v)
+{
+	struct session *s = session_find(tok.sid);
+
+	if (!session_step_live(s, tok) || s->pending != STAGE_QUEUE) {
+		log_msg(LVL_DEBUG, tok.sid, "event=stale_completion step=queue");
+		return;
+	}
+	session_unwait(s);
+	command_queued(s, v);
 	session_continue(s);
 }
 
@@ -348,12 +446,9 @@ session_queued(uint64_t id, struct verdict v)
 {
 	struct session *s = session_find(id);
 
-	if (s == NULL || s->pending != STAGE_QUEUE)
+	if (s == NULL)
 		return;
-	s->pending = STAGE_COUNT;
-	session_timeouts(s);
-	command_queued(s, v);
-	session_continue(s);
+	session_queued_step(session_step(s), v);
 }
 
 /* Takes message bytes (DATA or a BDAT chunk) from the input buffer. */
@@ -367,12 +462,12 @@ session_read_data(struct session *s, struct evbuffer *in)
 	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
 		return false;
 	n = v.iov_len;
-	if (s->state == ST_BDAT) {
+	if (s->state == ST_BDAT || s->state == ST_BDAT_SKIP) {
 		if ((long long)n > s->bdat_left)
 			n = (size_t)s->bdat_left;
 		/* A refused chunk is read to stay in step, and dropped. */
-		used = s->bdat_bad ? n : data_feed(&s->dr, v.iov_base, n,
-		    &done);
+		used = s->state == ST_BDAT_SKIP ? n : data_feed(&s->dr,
+		    v.iov_base, n, &done);
 		s->bdat_left -= (long long)used;
 		evbuffer_drain(in, used);
 		if (s->bdat_left == 0)
@@ -399,7 +494,10 @@ session_read_line(struct session *s, struct evbuffer *in)
 	size_t			 eol_len, avail = evbuffer_get_length(in);
 	size_t			 max = (size_t)s->conf->max_command_line;
 
-	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	/* Only CRLF ends a command line (RFC 5321 §2.3.8); a bare LF stays
+	 * in the line, where the parser refuses it as a control character. */
+	eol = evbuffer_search_eol(in, NULL, &eol_len,
+	    EVBUFFER_EOL_CRLF_STRICT);
 	if (eol.pos == -1) {
 		if (avail <= max)
 			return false;
@@ -427,16 +525,22 @@ session_read_line(struct session *s, struct evbuffer *in)
 	return true;
 }
 
-/* Works through buffered input until it runs out or a stage is pending. */
+/* Works through buffered input until it runs out, the state takes no
+ * input (a pending step, TLS, closing) or the client's unread replies
+ * reach the high-water mark (backpressure: write_cb goes on). */
 static void
 session_process(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 
 	s->in_process = true;
-	while (!s->closing && s->pending == STAGE_COUNT &&
-	    evbuffer_get_length(in) > 0) {
-		if (s->state == ST_DATA || s->state == ST_BDAT) {
+	while (state_reads(s->state) && evbuffer_get_length(in) > 0) {
+		if (session_out_full(s)) {
+			session_flush(s);
+			if (session_out_full(s))
+				break;
+		}
+		if (state_reads_data(s->state)) {
 			if (!session_read_data(s, in))
 				break;
 		} else if (!session_read_line(s, in))
@@ -451,9 +555,13 @@ session_free(struct session *s)
 {
 	struct session **pp;
 
-	s->pending = STAGE_COUNT;
-	txn_reset(s);
+	/* The pipeline cancels a hook still pending; txn_reset aborts a
+	 * queue step at the backend; completions that come back later find
+	 * no session (or a newer generation) and are dropped. */
 	s->ops->stage(s, STAGE_DISCONNECT);
+	s->pending = STAGE_COUNT;
+	s->step_gen++;
+	txn_reset(s);
 	for (pp = &by_id[s->id % ID_BUCKETS]; *pp != NULL;
 	    pp = &(*pp)->hnext)
 		if (*pp == s) {
@@ -518,7 +626,7 @@ session_maybe_free(struct session *s)
 	if (s->in_process)
 		return;
 	session_flush(s);
-	if (!s->closing)
+	if (s->state != ST_QUIT)
 		return;
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
 		return;		/* write_cb calls again */
@@ -540,7 +648,12 @@ static void
 session_finish_input(struct session *s)
 {
 	session_process(s);
-	if (s->pending == STAGE_COUNT) {
+	/* Held back by unread replies: write_cb comes back here. */
+	if (state_reads(s->state) && session_out_full(s)) {
+		session_maybe_free(s);
+		return;
+	}
+	if (state_reads(s->state) || s->state == ST_QUIT) {
 		session_quit(s);
 		session_maybe_free(s);
 	}
@@ -565,6 +678,12 @@ write_cb(struct bufferevent *bev, void *arg)
 	if (s->direct && evbuffer_get_length(bufferevent_get_output(bev)) ==
 	    0)
 		bufferevent_disable(bev, EV_WRITE);
+	/* Input held back while the client did not read goes on now. */
+	if (state_reads(s->state) && evbuffer_get_length(
+	    bufferevent_get_input(bev)) > 0) {
+		session_continue(s);		/* may free s */
+		return;
+	}
 	session_maybe_free(s);
 }
 
@@ -574,10 +693,18 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS handshake done (RFC 3207 §4.2: a fresh start). */
+		if (s->state == ST_TLS) {
+			session_set_state(s, ST_GREET);
+			session_continue(s);	/* may free s */
+		}
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_msg(LVL_INFO, s->id, "event=timeout state=%s",
 		    state_names[s->state]);
-		if (!s->closing) {
+		if (s->state != ST_QUIT) {
 			reply(s, 421, "4.4.2", "%s Timeout, closing",
 			    s->conf->hostname);
 			session_quit(s);
@@ -599,7 +726,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		/* The client is done sending (perhaps only half-closed):
 		 * what it sent is still answered, a pending step first. */
 		s->peer_eof = true;
-		if (s->pending == STAGE_COUNT)
+		if (state_reads(s->state) || s->state == ST_QUIT)
 			session_finish_input(s);
 	}
 }
@@ -665,12 +792,11 @@ session_new(struct event_base *base, struct bufferevent *bev,
 	s->in_process = true;
 	session_stage(s, STAGE_CONNECT);
 	s->in_process = false;
-	if (s->pending == STAGE_COUNT)
-		session_process(s);
+	session_process(s);
 	/* The caller still holds s: a session closing already is freed
 	 * from the loop, not from in here. */
 	session_flush(s);
-	if (s->closing)
+	if (s->state == ST_QUIT)
 		session_timer_ms(s, 1, recheck_free);
 	return s;
 }
@@ -680,8 +806,8 @@ session_drain(struct session *s)
 {
 	/* Idle between transactions: say goodbye now. Otherwise the
 	 * transaction finishes and the next command is refused. */
-	if (s->pending == STAGE_COUNT && s->txn == NULL &&
-	    s->state != ST_DATA && s->state != ST_BDAT) {
+	if (state_reads(s->state) && s->txn == NULL &&
+	    !state_reads_data(s->state)) {
 		reply(s, 421, "4.3.2", "%s Service shutting down",
 		    s->conf->hostname);
 		session_quit(s);
@@ -692,7 +818,6 @@ session_drain(struct session *s)
 void
 session_close(struct session *s)
 {
-	s->closing = true;
 	s->in_process = false;
 	session_free(s);
 }

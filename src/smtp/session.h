@@ -7,10 +7,13 @@
  * Every such request completes through session_resume() or
  * session_queued(), possibly later (async), and finds the session by id.
  *
- * Invariants: one state field, changed only by session_set_state(); while
- * s->pending is set no input is processed (pipelined commands stay in the
- * input buffer); nothing is answered 250 at end of data until the queue
- * stage reports the message durable.
+ * Invariants: one state field, changed only by session_set_state(); the
+ * state alone says what the next input bytes mean (a command line, message
+ * data, a chunk to discard, or nothing yet: ST_WAIT, ST_TLS, ST_QUIT keep
+ * input buffered); nothing is answered 250 at end of data until the queue
+ * stage reports the message durable. Every async step is named by a
+ * struct step_token (session id + step generation); a completion whose
+ * token is not the step now pending is dropped.
  */
 #ifndef MOAT_SESSION_H
 #define MOAT_SESSION_H
@@ -33,16 +36,32 @@ struct policy;
 struct backend;
 struct session;
 
+/*
+ * The protocol state. Command states read lines, data states read message
+ * bytes, the others read nothing (input stays buffered). The legal
+ * commands per state are in command.c's table.
+ */
 enum state {
-	ST_CONNECT,	/* connect hooks running, nothing said yet */
+	ST_CONNECT,	/* nothing said yet */
 	ST_GREET,	/* greeted, waiting for HELO/EHLO */
 	ST_HELO,	/* ready for MAIL */
 	ST_MAIL,	/* MAIL accepted, no recipient yet */
 	ST_RCPT,	/* at least one recipient accepted */
 	ST_DATA,	/* reading a DATA message */
-	ST_BDAT,	/* reading a BDAT chunk */
+	ST_BDAT,	/* reading a BDAT chunk of the message */
+	ST_BDAT_SKIP,	/* reading a refused BDAT chunk, to drop it */
+	ST_BDAT_NEXT,	/* a chunk taken: only BDAT, RSET, NOOP, QUIT */
+	ST_BDAT_FAILED,	/* a chunk refused: BDATs are dropped until RSET */
+	ST_WAIT,	/* a stage or queue step is pending (s->pending) */
+	ST_TLS,		/* TLS handshake after STARTTLS */
 	ST_QUIT,	/* closing once output is flushed */
 	ST_COUNT
+};
+
+/* Names one async step of one session: a hook call or a queue step. */
+struct step_token {
+	uint64_t	sid;
+	uint32_t	gen;
 };
 
 /* Pipeline stages, in the order a session meets them (ARCHITECTURE §2). */
@@ -154,14 +173,18 @@ struct session {
 	bool			 stdio;
 	unsigned		 errors;
 	unsigned		 messages;
+	/* ST_WAIT: which step is pending, its generation, and the state
+	 * the session returns to when it completes. */
 	enum stage		 pending;	/* STAGE_COUNT: none */
+	uint32_t		 step_gen;
+	enum state		 wait_return;
 	bool			 skip_line;	/* discarding an overlong line */
-	bool			 closing;
 	struct verdict		 delayed;	/* delay-deny from connect/helo */
 	struct data_reader	 dr;
-	long long		 bdat_left;
+	long long		 bdat_left;	/* of the chunk being read */
 	bool			 bdat_last;
-	bool			 bdat_bad;	/* a BDAT chunk was refused */
+	/* The reply to a refused chunk, given once its bytes are read. */
+	char			 bdat_reply[LIMIT_REPLY_LINE + 1];
 	struct txn		*txn;		/* NULL between transactions */
 	struct timespec		 t_connect;
 	void			*owner;		/* the worker's bookkeeping */
@@ -170,7 +193,6 @@ struct session {
 	void			(*timer_cb)(struct session *);
 	struct session		*hnext;		/* id hash chain */
 	bool			 in_process;	/* inside session_process() */
-	bool			 early_talker;	/* data sent before 354 */
 	bool			 tls_shut;	/* close_notify queued */
 	/* Plain socket: replies are written by session_flush(), libevent's
 	 * write event only takes over when the socket is full. */
@@ -194,7 +216,17 @@ struct session *session_new(struct event_base *, struct bufferevent *,
 struct session *session_find(uint64_t id);
 /* A pending stage finished: applies the verdict and goes on. */
 void		session_resume(uint64_t id, struct verdict);
-/* A pending queue step finished (rcpt at the backend, or the message). */
+/* Starts a new async step of the session's pending stage (each hook call
+ * is one) and returns its token. */
+struct step_token session_step_begin(struct session *);
+/* The token of the step now pending. */
+struct step_token session_step(const struct session *);
+/* True when tok names the step the session waits for now. */
+bool		session_step_live(const struct session *, struct step_token);
+/* A pending queue step finished (rcpt at the backend, or the message);
+ * dropped unless tok is the queue step now pending. */
+void		session_queued_step(struct step_token, struct verdict);
+/* The same, by session id alone (any queue step of that session). */
 void		session_queued(uint64_t id, struct verdict);
 /* Adds a scored symbol to the transaction. */
 int		session_symbol(struct session *, const char *name, double);
@@ -215,6 +247,14 @@ size_t		session_count(void);
 /* Arms (secs > 0) or disarms the session's one step timer. */
 void		session_timer(struct session *, long long secs,
 		    void (*)(struct session *));
+/*
+ * Relay control, in the core RCPT decision before any filter runs: NULL
+ * when the recipient may be taken from this client, else the refusal
+ * text (554 5.7.1). Only trusted (relay network) or authenticated
+ * clients relay; for others, our domains only, without routing tricks.
+ */
+const char	*smtp_relay_denied(const struct session *,
+		    const struct rcpt *);
 /* Every live session, for draining. */
 void		session_foreach(void (*)(struct session *));
 

@@ -13,11 +13,16 @@ void	reply(struct session *, int code, const char *esc, const char *fmt,
 /* A reply to a client mistake: counts toward max_errors. */
 void	reply_error(struct session *, int code, const char *esc,
 	    const char *text);
+/* Counts a client mistake already answered; 421 and close at the limit. */
+void	count_error(struct session *);
 /* Answers a DENY/DEFER/DENY_DISCONNECT verdict, with defaults. */
 void	reply_verdict(struct session *, const struct verdict *,
 	    char *copy, size_t copylen);
 /* Starts a stage: marks it pending and calls the pipeline. */
 void	session_stage(struct session *, enum stage);
+/* Enters ST_WAIT for a step of stage st (a new generation); the state
+ * now is where the session returns when the step completes. */
+void	session_wait(struct session *, enum stage st);
 void	session_quit(struct session *);
 void	txn_reset(struct session *);
 
@@ -26,6 +31,8 @@ void	command_line(struct session *, char *line, size_t len);
 void	command_stage_done(struct session *, enum stage, struct verdict);
 void	command_queued(struct session *, struct verdict);
 void	command_data_done(struct session *);
+/* A refused BDAT chunk has been read: gives its reply. */
+void	command_chunk_skipped(struct session *);
 void	command_greet(struct session *);
 
 /* txnlog.c */

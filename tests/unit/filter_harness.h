@@ -86,7 +86,8 @@ harness_rcpt(struct harness *h, const char *p)
 static inline enum verdict_code
 harness_call(struct harness *h, enum stage st)
 {
-	struct filter_call c = { &h->s, h->conf, h->state, &h->pol };
+	struct filter_call c = { &h->s, h->conf, h->state, &h->pol,
+	    session_step(&h->s) };
 
 	return h->f->hook[st](&c).code;
 }

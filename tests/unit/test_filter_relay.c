@@ -1,6 +1,8 @@
 /*
- * test_filter_relay.c: relay control, every trick of the open-relay
- * tests refused for an untrusted client.
+ * test_filter_relay.c: relay control: the relay filter marks relay
+ * networks trusted at connect; the core RCPT decision
+ * (smtp_relay_denied) refuses every trick of the open-relay tests for an
+ * untrusted client.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,11 +16,17 @@
 
 extern const struct filter filter_relay;
 
+static const struct session_ops ops = { .is_local = pipeline_is_local };
+
+/* The core's word on a recipient: V_DENY or V_CONTINUE. */
 static enum verdict_code
 rcpt(struct harness *h, const char *p)
 {
+	h->s.ops = &ops;
 	harness_rcpt(h, p);
-	return harness_call(h, STAGE_RCPT);
+	h->r.policy = &h->pol;
+	return smtp_relay_denied(&h->s, &h->r) != NULL ? V_DENY :
+	    V_CONTINUE;
 }
 
 static void
@@ -79,6 +87,13 @@ test_trusted(void **state)
 	assert_false(h.s.trusted);
 	h.s.authenticated = true;
 	assert_int_equal(rcpt(&h, "<user@elsewhere.org>"), V_CONTINUE);
+	harness_free(&h);
+	/* Without the relay filter (or with no networks) nobody relays. */
+	assert_int_equal(harness_init(&h, &filter_relay, "example.test",
+	    NULL), 0);
+	harness_client(&h, "127.0.0.1");
+	assert_int_equal(rcpt(&h, "<user@elsewhere.org>"), V_DENY);
+	assert_int_equal(rcpt(&h, "<user@example.test>"), V_CONTINUE);
 	harness_free(&h);
 }
 

@@ -26,7 +26,7 @@ static struct event_base	*base;
 static int			 resumes;
 
 struct later {
-	uint64_t	sid;
+	struct step_token tok;
 	struct verdict	v;
 };
 
@@ -38,7 +38,7 @@ later_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	resumes++;
-	filter_resume(l->sid, l->v);
+	filter_resume(l->tok, l->v);
 	free(l);
 }
 
@@ -53,7 +53,7 @@ async_mail(struct filter_call *c)
 	if (strcmp(c->s->txn->from.local, "slow") == 0)
 		return VERDICT(V_PENDING);
 	l = calloc(1, sizeof(*l));
-	l->sid = c->s->id;
+	l->tok = c->step;
 	l->v = strcmp(c->s->txn->from.local, "deny") == 0 ?
 	    verdict_make(V_DENY, 550, "5.7.1", "Denied later") :
 	    VERDICT(V_CONTINUE);
@@ -74,6 +74,67 @@ static const struct filter test_async = {
 	.name = "async", .summary = "test", .opts = NULL,
 	.hook = { [STAGE_MAIL] = async_mail },
 	.cancel = async_cancel, .fail = FAIL_DEFER,
+};
+
+/*
+ * For <stale@..>: "late" never answers in time (FAIL_CONTINUE), so the
+ * pipeline moves on to "next"; next schedules the late filter's answer
+ * (a DENY, with the late filter's token) before its own CONTINUE. The
+ * stale DENY must be dropped, not taken as next's verdict.
+ */
+static struct step_token	late_tok;
+
+static struct verdict
+late_mail(struct filter_call *c)
+{
+	if (strcmp(c->s->txn->from.local, "stale") != 0)
+		return VERDICT(V_CONTINUE);
+	late_tok = c->step;
+	return VERDICT(V_PENDING);
+}
+
+static struct verdict
+next_mail(struct filter_call *c)
+{
+	struct later	*stale, *mine;
+	struct timeval	 now = { 0, 0 }, soon = { 0, 50000 };
+
+	if (strcmp(c->s->txn->from.local, "stale") != 0)
+		return VERDICT(V_CONTINUE);
+	stale = calloc(1, sizeof(*stale));
+	stale->tok = late_tok;
+	stale->v = verdict_make(V_DENY, 550, "5.7.1", "Stale verdict");
+	event_base_once(base, -1, EV_TIMEOUT, later_cb, stale, &now);
+	mine = calloc(1, sizeof(*mine));
+	mine->tok = c->step;
+	mine->v = VERDICT(V_CONTINUE);
+	event_base_once(base, -1, EV_TIMEOUT, later_cb, mine, &soon);
+	return VERDICT(V_PENDING);
+}
+
+static const struct filter test_late = {
+	.name = "late", .summary = "test", .opts = NULL,
+	.hook = { [STAGE_MAIL] = late_mail },
+	.cancel = async_cancel, .fail = FAIL_CONTINUE,
+};
+
+static const struct filter test_next = {
+	.name = "next", .summary = "test", .opts = NULL,
+	.hook = { [STAGE_MAIL] = next_mail }, .fail = FAIL_DEFER,
+};
+
+/* Refuses the message at the DATA stage for <nodata@..>. */
+static struct verdict
+nodata(struct filter_call *c)
+{
+	if (strcmp(c->s->txn->from.local, "nodata") != 0)
+		return VERDICT(V_CONTINUE);
+	return verdict_make(V_DENY, 550, "5.7.1", "No data from you");
+}
+
+static const struct filter test_nodata = {
+	.name = "nodata", .summary = "test", .opts = NULL,
+	.hook = { [STAGE_DATA] = nodata }, .fail = FAIL_DEFER,
 };
 
 static void
@@ -121,6 +182,7 @@ static struct smtp_conf conf = {
 	.max_command_line = 1024,
 	.max_header_lines = 1000, .timeout_command = 30, .timeout_data = 30,
 	.timeout_filter = 1, .delay_deny = true, .pipelining = true,
+	.chunking = true,
 };
 
 /*
@@ -214,6 +276,50 @@ test_timeout_fail_mode(void **state)
 	assert_non_null(strstr(out, "451 4.4.3 "));
 }
 
+static void
+test_cancel_on_disconnect(void **state)
+{
+	(void)state;
+	cancels = 0;
+	/* Greeting + EHLO, then MAIL's hook never answers; the session is
+	 * torn down while it is pending (as on a reset or at the end of a
+	 * drain): the hook is cancelled, once. */
+	(void)converse("EHLO c\r\nMAIL FROM:<slow@x.org>\r\n", 2);
+	assert_int_equal(session_count(), 1);
+	assert_int_equal(cancels, 0);
+	session_foreach(session_close);
+	assert_int_equal(session_count(), 0);
+	assert_int_equal(cancels, 1);
+}
+
+static void
+test_stale_completion_dropped(void **state)
+{
+	char *out;
+
+	(void)state;
+	cancels = 0;
+	out = converse("EHLO c\r\nMAIL FROM:<stale@x.org>\r\nQUIT\r\n", 4);
+	assert_int_equal(cancels, 1);		/* late timed out */
+	assert_null(strstr(out, "Stale verdict"));
+	assert_non_null(strstr(out, "250 2.1.0 Sender OK\r\n221 "));
+}
+
+static void
+test_refused_bdat_chunk_skipped(void **state)
+{
+	char *out;
+
+	(void)state;
+	/* The chunks hold commands; none of them may run. */
+	out = converse("EHLO c\r\nMAIL FROM:<nodata@x.org>\r\n"
+	    "RCPT TO:<a@b.org>\r\nBDAT 12\r\nNOOP\r\nNOOP\r\n"
+	    "BDAT 6 LAST\r\nNOOP\r\nRSET\r\nQUIT\r\n", 8);
+	assert_non_null(strstr(out, "250 2.1.5 Recipient OK\r\n"
+	    "550 5.7.1 No data from you\r\n550 5.7.1 No data from you\r\n"
+	    "250 2.0.0 OK\r\n221 "));
+}
+
 int
 main(void)
 {
@@ -221,12 +327,18 @@ main(void)
 		cmocka_unit_test(test_pending_holds_pipelined_input),
 		cmocka_unit_test(test_delay_deny_and_postmaster),
 		cmocka_unit_test(test_timeout_fail_mode),
+		cmocka_unit_test(test_cancel_on_disconnect),
+		cmocka_unit_test(test_stale_completion_dropped),
+		cmocka_unit_test(test_refused_bdat_chunk_skipped),
 	};
 	struct pipeline *pl = calloc(1, sizeof(*pl));
 
 	pl->def = calloc(1, sizeof(*pl->def));
 	pl->order[0] = &test_async;
-	pl->n = 1;
+	pl->order[1] = &test_late;
+	pl->order[2] = &test_next;
+	pl->order[3] = &test_nodata;
+	pl->n = 4;
 	pl->timeout = 1;
 	pipeline_active = pl;
 	base = event_base_new();
