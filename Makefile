@@ -124,6 +124,16 @@ build/fuzz/fuzz_tokenize: tests/fuzz/fuzz_tokenize.c $(FUZZ_CONTENT)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(GMIME_CFLAGS) -o $@ $^ $(GMIME_LIBS)
 
+# The whole session over a socketpair: the smtp layer and libevent.
+FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
+    src/smtp/data.c src/smtp/session.c src/smtp/command.c \
+    src/smtp/txnlog.c src/smtp/tls.c
+SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl)
+
+build/fuzz/fuzz_session: tests/fuzz/fuzz_session.c $(FUZZ_SESSION)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(SESSION_LIBS)
+
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
@@ -133,8 +143,10 @@ FUZZ_SECONDS ?= 60
 fuzz: $(FUZZERS)
 	@set -e; for f in $(FUZZERS); do \
 	    mkdir -p build/fuzz/corpus-$$(basename $$f); \
+	    seeds=tests/fuzz/seeds-$$(basename $$f | sed 's/^fuzz_//'); \
+	    [ -d $$seeds ] || seeds=; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	        build/fuzz/corpus-$$(basename $$f) 2>&1 | tail -3; done
+	        build/fuzz/corpus-$$(basename $$f) $$seeds 2>&1 | tail -3; done
 
 # Unsafe C string functions stay out of the tree (STYLE: Idioms).
 lint:

@@ -399,7 +399,8 @@ session_stage(struct session *s, enum stage st)
 }
 
 /* After an async step: go on with buffered input (unless we are already
- * inside the input loop, which goes on by itself). */
+ * inside the input loop or an outer completion, which go on by
+ * themselves). */
 static void
 session_continue(struct session *s)
 {
@@ -413,6 +414,27 @@ session_continue(struct session *s)
 	session_maybe_free(s);
 }
 
+/*
+ * Applies a completed step, then goes on. A step may complete another at
+ * once (a queue step answered synchronously inside a stage's verdict):
+ * only the outermost completion goes on, as that may free the session.
+ */
+static void
+session_complete(struct session *s, enum stage st, struct verdict v)
+{
+	bool outer = !s->in_process;
+
+	s->in_process = true;
+	if (st == STAGE_QUEUE)
+		command_queued(s, v);
+	else
+		command_stage_done(s, st, v);
+	if (outer) {
+		s->in_process = false;
+		session_continue(s);	/* may free s */
+	}
+}
+
 void
 session_resume(uint64_t id, struct verdict v)
 {
@@ -423,8 +445,7 @@ session_resume(uint64_t id, struct verdict v)
 		return;		/* the session is gone or moved on */
 	st = s->pending;
 	session_unwait(s);
-	command_stage_done(s, st, v);
-	session_continue(s);
+	session_complete(s, st, v);
 }
 
 void
@@ -437,8 +458,7 @@ session_queued_step(struct step_token tok, struct verdict v)
 		return;
 	}
 	session_unwait(s);
-	command_queued(s, v);
-	session_continue(s);
+	session_complete(s, STAGE_QUEUE, v);
 }
 
 void
