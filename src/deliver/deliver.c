@@ -13,6 +13,9 @@
 #include "../filters/policy.h"
 #include "deliver.h"
 
+#define DELIVER_STR(x)	#x
+#define DELIVER_XSTR(x)	DELIVER_STR(x)
+
 const struct opt deliver_opts[] = {
 	{ "method", OPT_STR, "maildir", 0, 0,
 	    offsetof(struct deliver_conf, method),
@@ -34,6 +37,10 @@ const struct opt deliver_opts[] = {
 	{ "timeout", OPT_INT, "120", 1, 3600,
 	    offsetof(struct deliver_conf, timeout),
 	    "seconds to wait for each backend reply" },
+	{ "timeout_data_end", OPT_INT, DELIVER_XSTR(TIMEOUT_DATA_END), 1, 3600,
+	    offsetof(struct deliver_conf, timeout_data_end),
+	    "seconds to wait for the backend's reply to the end of the "
+	    "message (RFC 5321 4.5.3.2.6: 10 minutes)" },
 	{ "pool_idle", OPT_INT, "30", 0, 3600,
 	    offsetof(struct deliver_conf, pool_idle),
 	    "seconds an idle backend connection is kept for reuse" },
@@ -295,8 +302,54 @@ deliver_data(struct session *s)
 	}
 }
 
+static uint64_t	deliver_gen;	/* per worker: the loop thread only */
+
+void
+deliver_step_attach(struct session *s, struct backend *st,
+    void (*cancel)(struct backend *))
+{
+	st->sid = s->id;
+	st->cancel = cancel;
+	s->txn->backend = st;
+}
+
+struct deliver_token
+deliver_step_next(struct backend *st)
+{
+	struct deliver_token tok;
+
+	st->gen = ++deliver_gen;
+	tok.sid = st->sid;
+	tok.gen = st->gen;
+	return tok;
+}
+
+bool
+deliver_step_done(struct deliver_token tok, struct verdict v, bool last)
+{
+	struct session *s = session_find(tok.sid);
+
+	if (s == NULL || s->txn == NULL || s->txn->backend == NULL ||
+	    s->txn->backend->gen != tok.gen) {
+		log_msg(LVL_DEBUG, tok.sid, "event=stale_completion gen=%llu",
+		    (unsigned long long)tok.gen);
+		return false;
+	}
+	if (last)
+		s->txn->backend = NULL;
+	session_queued(s->id, v);
+	return true;
+}
+
+/* queue_abort: the transaction ends (RSET, a new MAIL, QUIT, the client
+ * gone) with a step still in flight: cancel it. */
 void
 deliver_abort(struct session *s)
 {
-	forward_abort(s);
+	struct backend *st = s->txn->backend;
+
+	if (st == NULL)
+		return;
+	s->txn->backend = NULL;
+	st->cancel(st);
 }

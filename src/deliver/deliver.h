@@ -6,6 +6,14 @@
  *
  * Methods: maildir (embedded default), smtp and lmtp forward with
  * per-domain routes in qmail smtproutes format, and qmail-queue.
+ *
+ * Every asynchronous delivery step (a backend RCPT or message, a Maildir
+ * job on the thread pool, a qmail-queue child) is a struct backend hung
+ * on txn->backend while it runs. It has an owner (the transaction), a
+ * timeout (the method's), a cancel (queue_abort, which txn_reset runs on
+ * RSET and on session teardown) and a token, session id + generation:
+ * a completion is handed to the session only when the token still names
+ * the step the transaction has now, else it is dropped.
  */
 #ifndef MOAT_DELIVER_H
 #define MOAT_DELIVER_H
@@ -33,6 +41,7 @@ struct deliver_conf {
 	char		*qmail_queue;	/* program */
 	char		*delimiter;	/* address extension for maildir */
 	long long	 timeout;
+	long long	 timeout_data_end;
 	long long	 pool_idle;
 	long long	 pool_max;
 	bool		 starttls;
@@ -43,6 +52,33 @@ struct deliver_conf {
 };
 
 extern const struct opt deliver_opts[];
+
+/* A delivery step in flight (see above); each method embeds one first. */
+struct backend {
+	uint64_t	 sid;
+	uint64_t	 gen;		/* this worker's step counter */
+	void		(*cancel)(struct backend *);
+};
+
+/* A completion's address: the step's session and generation. */
+struct deliver_token {
+	uint64_t	 sid;
+	uint64_t	 gen;
+};
+
+/* Hangs a step on the session's transaction; it is cancelled (cancel
+ * runs once, after txn->backend is cleared) if the transaction ends
+ * before the step's last completion. */
+void	deliver_step_attach(struct session *, struct backend *,
+	    void (*cancel)(struct backend *));
+/* Starts the step's next round trip: a new generation, and its token. */
+struct deliver_token deliver_step_next(struct backend *);
+/* Hands a verdict to the session the token names, if that session's
+ * transaction still has this step at this generation; last detaches the
+ * step first (the reply may end the transaction, which must not cancel
+ * it). Returns false when the completion was stale and dropped. The
+ * session may be gone when this returns: callers touch only the step. */
+bool	deliver_step_done(struct deliver_token, struct verdict, bool last);
 
 /* Checks and derives a policy's settings (routes resolved); -1 + err. */
 int	deliver_prepare(struct deliver_conf *, char *err, size_t errlen);
@@ -65,7 +101,6 @@ void		maildir_deliver(struct session *,
 void		forward_rcpt(struct session *, const struct deliver_conf *,
 		    struct rcpt *);
 void		forward_data(struct session *, const struct deliver_conf *);
-void		forward_abort(struct session *);
 void		forward_init(struct event_base *, const char *helo);
 void		forward_fini(void);
 void		qmailqueue_data(struct session *,

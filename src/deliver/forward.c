@@ -7,8 +7,21 @@
  * asked of the backend before the client hears 250, so the backend's 5xx
  * reaches the client at RCPT and nothing is accepted to be bounced later.
  * At end of data the message goes to the backend and the client gets 250
- * only after the backend's 250 (LMTP, RFC 2033: every recipient's). A
- * backend that is down, silent or answers 4xx makes it 4xx.
+ * only after the backend's 250. A backend that is down, silent or answers
+ * 4xx makes it 4xx.
+ *
+ * LMTP (RFC 2033 §4.2) answers the message once per recipient, and the
+ * client can hear one reply only: with two recipients, one delivered and
+ * one deferred, any single answer either loses mail or makes the client
+ * deliver the first one again. So a transaction toward an LMTP route
+ * carries one recipient the backend took; later ones get 452 4.5.3 and
+ * come back in a transaction of their own (RFC 5321 §3.3 lets them).
+ *
+ * The transaction's struct fwd is its delivery step (deliver.h): each
+ * round trip (RCPT, the message) takes a new token, every completion goes
+ * through deliver_step_done(), and fwd_cancel() ends the backend side
+ * when the transaction ends early: an idle link gets RSET and may be
+ * reused, one with anything in flight is closed at once.
  *
  * Clients are never freed inside their own callbacks: drop() defers it.
  */
@@ -24,17 +37,19 @@
 #include "../smtp/tls.h"
 #include "deliver.h"
 
-struct backend {
+struct fwd {
+	struct backend		 step;		/* first: txn->backend */
 	struct client		*c;
 	const struct route	*route;
 	const struct deliver_conf *conf;
-	uint64_t		 sid;
+	struct deliver_token	 tok;		/* the round trip in flight */
 	bool			 lmtp;
 	bool			 reused;	/* came from the pool */
 	bool			 mail_sent;
 	int			 mail_code;	/* 0 while unknown */
 	char			 mail_text[LIMIT_REPLY_LINE + 1];
 	char			 rcpt_line[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 16];
+	int			 nok;		/* recipients the backend took */
 	int			 want, got, n2, n4, n5;
 	char			 text[LIMIT_REPLY_LINE + 1];
 	char			 esc[16];
@@ -54,7 +69,7 @@ static char			 fw_helo[LIMIT_DOMAIN + 1];
 static struct pooled		*pool;
 static size_t			 pool_n;
 
-static void	backend_start(struct backend *, struct session *);
+static void	backend_start(struct fwd *, struct session *);
 
 static void
 free_later_cb(evutil_socket_t fd, short what, void *arg)
@@ -173,7 +188,7 @@ pool_get(const struct route *r, bool lmtp)
 
 /* Splits "5.1.1 text" into enhanced code and text. */
 static void
-backend_text(struct backend *b, const char *text)
+backend_text(struct fwd *b, const char *text)
 {
 	size_t n = strspn(text, "0123456789.");
 
@@ -190,10 +205,10 @@ backend_text(struct backend *b, const char *text)
 
 /* The client's reply for a backend reply (or for none: code 0). */
 static struct verdict
-backend_verdict(struct backend *b, int code, const char *text)
+backend_verdict(struct fwd *b, int code, const char *text)
 {
 	if (code == 0) {
-		log_msg(LVL_WARN, b->sid, "event=backend_error host=%s "
+		log_msg(LVL_WARN, b->step.sid, "event=backend_error host=%s "
 		    "why=\"%s\"", b->route->host, text);
 		return verdict_make(V_DEFER, 451, "4.4.1",
 		    "Backend unavailable, try again later");
@@ -207,12 +222,10 @@ backend_verdict(struct backend *b, int code, const char *text)
 	    b->text);
 }
 
-/* Ends the backend side: a clean connection goes back to the pool. */
+/* Ends a detached step: a clean connection goes back to the pool. */
 static void
-backend_release(struct session *s, struct backend *b, bool clean)
+backend_release(struct fwd *b, bool clean)
 {
-	if (s != NULL && s->txn != NULL && s->txn->backend == b)
-		s->txn->backend = NULL;
 	if (b->c != NULL) {
 		client_forget(b->c, b);
 		if (clean)
@@ -223,12 +236,22 @@ backend_release(struct session *s, struct backend *b, bool clean)
 	free(b);
 }
 
+/* The step's last completion: detached from the transaction (the reply
+ * may end it) before the session hears v, freed after (v's text lives
+ * in b until the reply is written). */
+static void
+backend_finish(struct fwd *b, struct verdict v, bool clean)
+{
+	deliver_step_done(b->tok, v, true);
+	backend_release(b, clean);
+}
+
 /* The RSET of an aborted transaction came back: a clean link is pooled
  * (the wait is already unlinked, so the client is idle now). */
 static void
 rset_done(void *arg, int code, const char *text)
 {
-	struct backend *b = arg;
+	struct fwd *b = arg;
 
 	(void)text;
 	if (code == 250)
@@ -238,37 +261,60 @@ rset_done(void *arg, int code, const char *text)
 	free(b);
 }
 
+/*
+ * The transaction ended with this step attached (RSET, QUIT, a new MAIL,
+ * the client gone mid-RCPT or mid-message). An idle link between round
+ * trips gets RSET and may serve again; a link with a round trip in
+ * flight is closed at once: its pending reply would belong to nobody,
+ * and a backend holding a half-sent message must not deliver it.
+ */
+static void
+fwd_cancel(struct backend *st)
+{
+	struct fwd *b = (struct fwd *)st;
+
+	if (b->c == NULL) {
+		free(b);
+		return;
+	}
+	client_forget(b->c, b);
+	if (b->want == 0 && client_idle(b->c) &&
+	    client_cmd(b->c, "RSET", rset_done, b) == 0)
+		return;
+	log_msg(LVL_INFO, b->step.sid, "event=backend_abort host=%s",
+	    b->route->host);
+	client_abort(b->c);
+	drop(b->c);
+	free(b);
+}
+
 static void
 rcpt_cb(void *arg, int code, const char *text)
 {
-	struct backend	*b = arg;
-	struct session	*s = session_find(b->sid);
-	struct verdict	 v;
+	struct fwd	*b = arg;
 
 	if (b->mail_code / 100 != 2) {
 		/* MAIL failed: this recipient gets MAIL's answer, and the
-		 * next one starts over. The verdict's text lives in b, so
-		 * b goes only after the reply. */
-		v = backend_verdict(b, b->mail_code, b->mail_text);
-		if (s != NULL && s->txn != NULL && s->txn->backend == b)
-			s->txn->backend = NULL;
-		if (s != NULL)
-			session_queued(s->id, v);
-		backend_release(NULL, b, b->mail_code != 0);
+		 * next one starts over. */
+		backend_finish(b, backend_verdict(b, b->mail_code,
+		    b->mail_text), b->mail_code != 0);
 		return;
 	}
-	v = backend_verdict(b, code, text);
-	if (s != NULL)
-		session_queued(s->id, v);
+	if (code / 100 == 2)
+		b->nok++;
+	/* The reply may end the session and cancel b: b is not touched
+	 * after this. */
+	deliver_step_done(b->tok, backend_verdict(b, code, text), false);
 }
 
 static void
 mail_cb(void *arg, int code, const char *text)
 {
-	struct backend	*b = arg;
+	struct fwd	*b = arg;
 	struct session	*s;
 
-	if (code == 0 && b->reused && (s = session_find(b->sid)) != NULL) {
+	if (code == 0 && b->reused &&
+	    (s = session_find(b->step.sid)) != NULL) {
 		/* A pooled link that died while idle: once more, fresh. */
 		client_forget(b->c, b);
 		drop(b->c);
@@ -284,7 +330,7 @@ mail_cb(void *arg, int code, const char *text)
 
 /* MAIL (once) and this recipient's RCPT, pipelined when offered. */
 static void
-backend_send(struct backend *b, struct session *s)
+backend_send(struct fwd *b, struct session *s)
 {
 	const struct path	*f = &s->txn->from;
 	char			 line[LIMIT_COMMAND_LINE_EXT];
@@ -312,35 +358,38 @@ backend_send(struct backend *b, struct session *s)
 			snprintf(line + n, sizeof(line) - (size_t)n,
 			    " SIZE=%lld", s->txn->params.size);
 		b->mail_sent = true;
-		client_cmd(b->c, line, mail_cb, b);
+		if (client_cmd(b->c, line, mail_cb, b) == -1) {
+			backend_finish(b, backend_verdict(b, 0,
+			    "backend lost"), false);
+			return;
+		}
 	}
-	client_cmd(b->c, b->rcpt_line, rcpt_cb, b);
+	if (client_cmd(b->c, b->rcpt_line, rcpt_cb, b) == -1)
+		backend_finish(b, backend_verdict(b, 0, "backend lost"),
+		    false);
 }
 
 static void
 ready_cb(void *arg, int code, const char *text)
 {
-	struct backend	*b = arg;
-	struct session	*s = session_find(b->sid);
+	struct fwd	*b = arg;
+	struct session	*s = session_find(b->step.sid);
 
 	if (code == 250 && s != NULL) {
 		backend_send(b, s);
 		return;
 	}
-	if (s != NULL && s->txn != NULL && s->txn->backend == b)
-		s->txn->backend = NULL;
-	if (s != NULL)
-		session_queued(s->id, backend_verdict(b, 0, text));
-	backend_release(NULL, b, false);
+	backend_finish(b, backend_verdict(b, 0, text), false);
 }
 
 static void
-backend_start(struct backend *b, struct session *s)
+backend_start(struct fwd *b, struct session *s)
 {
 	struct client_opts o = {
 		.helo = fw_helo, .lmtp = b->lmtp,
 		.tls = b->conf->starttls ? fw_tls : NULL,
 		.timeout = b->conf->timeout,
+		.timeout_data_end = b->conf->timeout_data_end,
 	};
 
 	if ((b->c = pool_get(b->route, b->lmtp)) != NULL) {
@@ -350,16 +399,15 @@ backend_start(struct backend *b, struct session *s)
 	}
 	b->c = client_new(fw_base, (const struct sockaddr *)&b->route->sa,
 	    b->route->salen, &o, ready_cb, b);
-	if (b->c == NULL) {
-		session_queued(s->id, backend_verdict(b, 0, "cannot connect"));
-		backend_release(s, b, false);
-	}
+	if (b->c == NULL)
+		backend_finish(b, backend_verdict(b, 0, "cannot connect"),
+		    false);
 }
 
 void
 forward_rcpt(struct session *s, const struct deliver_conf *c, struct rcpt *r)
 {
-	struct backend		*b = s->txn->backend;
+	struct fwd		*b = (struct fwd *)s->txn->backend;
 	const struct route	*route;
 
 	route = route_for(c, r->path.domain[0] ? r->path.domain :
@@ -375,31 +423,54 @@ forward_rcpt(struct session *s, const struct deliver_conf *c, struct rcpt *r)
 		    "transaction"));
 		return;
 	}
+	if (b != NULL && b->lmtp && b->nok > 0) {
+		/* One reply per recipient after the message: see above. */
+		session_queued(s->id, verdict_make(V_DEFER, 452, "4.5.3",
+		    "One recipient per transaction here: send it in a new "
+		    "transaction"));
+		return;
+	}
 	if (b == NULL) {
 		if ((b = calloc(1, sizeof(*b))) == NULL) {
 			session_queued(s->id, verdict_make(V_DEFER, 451,
 			    "4.3.0", "Out of memory"));
 			return;
 		}
-		b->sid = s->id;
 		b->route = route;
 		b->conf = c;
 		b->lmtp = c->m == DM_LMTP;
-		s->txn->backend = b;
+		deliver_step_attach(s, &b->step, fwd_cancel);
 		snprintf(b->rcpt_line, sizeof(b->rcpt_line), "RCPT TO:<%s>",
 		    r->addr);
+		b->tok = deliver_step_next(&b->step);
 		backend_start(b, s);
 		return;
 	}
 	snprintf(b->rcpt_line, sizeof(b->rcpt_line), "RCPT TO:<%s>", r->addr);
+	b->tok = deliver_step_next(&b->step);
 	backend_send(b, s);
+}
+
+/* At the backend's 354: the message, if this step's transaction still
+ * has it (looked up by token, never kept as a pointer). */
+static int
+data_body(void *arg, const char **msg, size_t *len)
+{
+	struct fwd	*b = arg;
+	struct session	*s = session_find(b->tok.sid);
+
+	if (s == NULL || s->txn == NULL || s->txn->backend != &b->step ||
+	    b->step.gen != b->tok.gen)
+		return -1;
+	*msg = s->txn->msg.data;
+	*len = s->txn->msg.len;
+	return 0;
 }
 
 static void
 data_cb(void *arg, int code, const char *text)
 {
-	struct backend	*b = arg;
-	struct session	*s;
+	struct fwd	*b = arg;
 	struct verdict	 v;
 	int		 last = code;
 
@@ -414,74 +485,41 @@ data_cb(void *arg, int code, const char *text)
 		backend_text(b, text);
 	if (b->got < b->want)
 		return;
-	s = session_find(b->sid);
 	if (b->n4 > 0 || (b->n5 > 0 && b->n2 > 0)) {
-		/*
-		 * Some recipient was not delivered and the client can only
-		 * hear one reply: 4xx, so it retries. Recipients the
-		 * backend already took may see the message twice; none
-		 * loses it (LMTP per-recipient replies, RFC 2033 §4.2).
-		 */
+		/* Only with several LMTP recipients, which forward_rcpt no
+		 * longer lets happen; kept as the safe answer. */
 		v = last == 0 ? backend_verdict(b, 0, text) :
 		    verdict_make(V_DEFER, 451, "4.3.0", b->n2 > 0 ?
 		    "Not delivered to every recipient, try again later" :
 		    b->text);
 		if (b->n2 > 0)
-			log_msg(LVL_WARN, b->sid, "event=partial_delivery "
+			log_msg(LVL_WARN, b->step.sid, "event=partial_delivery "
 			    "delivered=%d failed=%d", b->n2, b->n4 + b->n5);
 	} else if (b->n5 > 0)
 		v = verdict_make(V_DENY, last, b->esc[0] ? b->esc : "5.0.0",
 		    b->text);
 	else
 		v = VERDICT(V_CONTINUE);
-	/* Detached first: the reply ends the transaction, which must not
-	 * abort this backend; the text lives in b until the reply is out. */
-	if (s != NULL && s->txn != NULL && s->txn->backend == b)
-		s->txn->backend = NULL;
-	if (s != NULL)
-		session_queued(s->id, v);
-	backend_release(NULL, b, last != 0);
+	backend_finish(b, v, last != 0);
 }
 
 void
 forward_data(struct session *s, const struct deliver_conf *c)
 {
-	struct backend	*b = s->txn->backend;
-	struct txn	*t = s->txn;
+	struct fwd	*b = (struct fwd *)s->txn->backend;
 
 	(void)c;
-	if (b == NULL || b->c == NULL) {
+	if (b == NULL || b->c == NULL || b->nok == 0) {
 		session_queued(s->id, verdict_make(V_DEFER, 451, "4.4.1",
 		    "Backend unavailable, try again later"));
 		return;
 	}
-	b->want = b->lmtp ? (int)(t->naccepted - t->nconsumed) : 1;
-	if (client_data(b->c, t->msg.data, t->msg.len, b->want, data_cb,
-	    b) == -1) {
-		session_queued(s->id, backend_verdict(b, 0, "backend lost"));
-		backend_release(s, b, false);
-	}
-}
-
-void
-forward_abort(struct session *s)
-{
-	struct backend *b = s->txn->backend;
-
-	if (b == NULL)
-		return;
-	s->txn->backend = NULL;
-	if (b->c == NULL) {
-		free(b);
-		return;
-	}
-	client_forget(b->c, b);
-	/* Before DATA the link can be reset and reused; rset_done() pools
-	 * it (or drops it) and frees b. Mid-message it cannot. */
-	if (b->want == 0 && client_cmd(b->c, "RSET", rset_done, b) == 0)
-		return;
-	drop(b->c);
-	free(b);
+	/* RFC 2033 §4.2: one reply per recipient the backend took. */
+	b->want = b->lmtp ? b->nok : 1;
+	b->tok = deliver_step_next(&b->step);
+	if (client_data(b->c, data_body, b->want, data_cb, b) == -1)
+		backend_finish(b, backend_verdict(b, 0, "backend lost"),
+		    false);
 }
 
 void

@@ -10,7 +10,18 @@
  *
  * The writes and fsyncs run on a pool thread (core/tpool), never on the
  * worker's loop: the job owns its paths, headers and its copy of the
- * message, and its completion finds the session by id.
+ * message, and its completion finds the session by its step token
+ * (deliver.h). A job whose transaction ends first (the client gone before
+ * our reply) is cancelled: if it has not linked anything into new/ yet,
+ * it links nothing, since the client will send the message again.
+ *
+ * Mailbox directories are made when a message is delivered, never at
+ * RCPT: RCPT only checks that the local part can name a mailbox and that
+ * the root is usable. Which recipients exist is the recipients filter's
+ * business (a users list); without one every well-formed local part of a
+ * local domain is a mailbox, but probing addresses (a dictionary attack,
+ * RCPT then RSET) leaves nothing on disk: only mail actually delivered
+ * makes a directory.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,23 +102,36 @@ mailbox_dir(struct session *s, const struct deliver_conf *c,
 	return 0;
 }
 
-/* The same, creating tmp/ new/ cur/ as needed; -2 when that fails. */
+/* Creates tmp/ new/ cur/ under a mailbox as needed (pool thread). */
 static int
-mailbox_path(struct session *s, const struct deliver_conf *c,
-    const struct rcpt *r, char *dir, size_t dirlen)
+mailbox_make(const char *dir)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	char	 sub[MAILDIR_PATH_MAX];
 	size_t	 i;
 
-	if (mailbox_dir(s, c, r, dir, dirlen) == -1)
-		return -1;
 	for (i = 0; i < 3; i++) {
 		snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
 		if (mkdir_p(sub, 0700) == -1)
-			return -2;
+			return -1;
 	}
 	return 0;
+}
+
+/* The root exists (made if missing: the operator named it) and is a
+ * directory; nothing below it is made here. */
+static int
+maildir_root_ok(const struct deliver_conf *c)
+{
+	char		root[MAILDIR_DIR_MAX];
+	struct stat	st;
+
+	if (stat(c->maildir, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : (errno = ENOTDIR, -1);
+	if ((size_t)snprintf(root, sizeof(root), "%s", c->maildir) >=
+	    sizeof(root))
+		return (errno = ENAMETOOLONG, -1);
+	return mkdir_p(root, 0700);
 }
 
 struct verdict
@@ -115,14 +139,13 @@ maildir_rcpt(struct session *s, const struct deliver_conf *c,
     const struct rcpt *r)
 {
 	char	dir[MAILDIR_DIR_MAX];
-	int	rc = mailbox_path(s, c, r, dir, sizeof(dir));
 
-	if (rc == -1)
+	if (mailbox_dir(s, c, r, dir, sizeof(dir)) == -1)
 		return verdict_make(V_DENY, 550, "5.1.3",
 		    "Cannot deliver to this address");
-	if (rc == -2) {
+	if (maildir_root_ok(c) == -1) {
 		log_msg(LVL_WARN, s->id, "event=maildir_error dir=%s "
-		    "errno=%s", dir, strerror(errno));
+		    "errno=%s", c->maildir, strerror(errno));
 		return verdict_make(V_DEFER, 451, "4.3.0",
 		    "Mailbox unavailable, try again later");
 	}
@@ -161,7 +184,9 @@ struct md_copy {
 };
 
 struct md_job {
-	uint64_t	 sid;
+	struct backend	 step;		/* first: txn->backend */
+	struct deliver_token tok;
+	int		 cancelled;	/* atomic: set on the loop */
 	char		 host[LIMIT_DOMAIN + 1];
 	struct buf	 body;		/* the message, LF line ends */
 	struct md_copy	*copy;
@@ -217,10 +242,15 @@ md_work(void *arg)
 	struct md_job	*j = arg;
 	char		 from[MAILDIR_PATH_MAX], to[MAILDIR_PATH_MAX];
 	size_t		 i;
+	bool		 cancelled;
 
 	for (i = 0; i < j->n && !j->failed; i++)
-		if (write_tmp(j, &j->copy[i]) == -1)
+		if (mailbox_make(j->copy[i].dir) == -1 ||
+		    write_tmp(j, &j->copy[i]) == -1)
 			j->failed = errno ? errno : EIO;
+	/* Last look before anything becomes visible: a cancelled job's
+	 * client never heard 250 and will send the message again. */
+	cancelled = __atomic_load_n(&j->cancelled, __ATOMIC_ACQUIRE) != 0;
 	for (i = 0; i < j->n; i++) {
 		struct md_copy *c = &j->copy[i];
 
@@ -228,7 +258,7 @@ md_work(void *arg)
 			continue;
 		snprintf(from, sizeof(from), "%s/tmp/%s", c->dir, c->name);
 		snprintf(to, sizeof(to), "%s/new/%s", c->dir, c->name);
-		if (!j->failed && link(from, to) == 0) {
+		if (!j->failed && !cancelled && link(from, to) == 0) {
 			snprintf(to, sizeof(to), "%s/new", c->dir);
 			if (fsync_dir(to) == -1)
 				j->failed = errno;
@@ -248,20 +278,34 @@ md_free(struct md_job *j)
 	free(j);
 }
 
-/* Loop thread: the verdict goes to the session, if it is still there. */
+/* Loop thread: the verdict goes to the session, if the job is still its
+ * step (a cancelled job was detached by deliver_abort()). */
 static void
 md_done(void *arg)
 {
 	struct md_job *j = arg;
 
-	if (j->failed) {
-		log_msg(LVL_WARN, j->sid, "event=maildir_error delivered=%zu "
-		    "errno=%s", j->done, strerror(j->failed));
-		session_queued(j->sid, verdict_make(V_DEFER, 451, "4.3.0",
-		    "Local delivery failed, try again later"));
+	if (j->cancelled)
+		log_msg(LVL_INFO, j->tok.sid, "event=maildir_cancelled "
+		    "delivered=%zu", j->done);
+	else if (j->failed) {
+		log_msg(LVL_WARN, j->tok.sid, "event=maildir_error "
+		    "delivered=%zu errno=%s", j->done, strerror(j->failed));
+		deliver_step_done(j->tok, verdict_make(V_DEFER, 451, "4.3.0",
+		    "Local delivery failed, try again later"), true);
 	} else
-		session_queued(j->sid, VERDICT(V_CONTINUE));
+		deliver_step_done(j->tok, VERDICT(V_CONTINUE), true);
 	md_free(j);
+}
+
+/* The transaction ended first: the pool thread links nothing if it has
+ * not started to; md_done() frees the job. */
+static void
+md_cancel(struct backend *st)
+{
+	struct md_job *j = (struct md_job *)st;
+
+	__atomic_store_n(&j->cancelled, 1, __ATOMIC_RELEASE);
 }
 
 /* The job for this transaction: paths, headers and the LF message. */
@@ -275,7 +319,6 @@ md_job_new(struct session *s, const struct deliver_conf *c)
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return NULL;
-	j->sid = s->id;
 	snprintf(j->host, sizeof(j->host), "%s", s->conf->hostname);
 	if ((j->copy = calloc(t->naccepted, sizeof(*j->copy))) == NULL ||
 	    deliver_lf(&t->msg, &j->body) == -1) {
@@ -310,6 +353,8 @@ maildir_deliver(struct session *s, const struct deliver_conf *c)
 		    "Out of memory"));
 		return;
 	}
+	deliver_step_attach(s, &j->step, md_cancel);
+	j->tok = deliver_step_next(&j->step);
 	if (tpool_submit(md_work, md_done, j) == 0)
 		return;
 	/* No pool (it failed to start): do it here rather than not at all. */

@@ -7,6 +7,13 @@
  * Nothing blocks the loop: both pipes are written through bufferevents,
  * and the child's exit is seen through a pidfd readable event (Linux
  * 5.3+), so no SIGCHLD handler is needed in the worker.
+ *
+ * The job is the transaction's delivery step (deliver.h). If the
+ * transaction ends before the child has exited (the client gone before
+ * our reply), the child is killed: qmail-queue commits only once it has
+ * read the whole message and envelope, so a child killed before that
+ * queues nothing, and the client, which never heard 250, sends again.
+ * The job lives on until the child is reaped; its verdict is dropped.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,7 +33,10 @@
 #include "deliver.h"
 
 struct qq_job {
-	uint64_t		 sid;
+	struct backend		 step;		/* first: txn->backend */
+	struct deliver_token	 tok;
+	bool			 cancelled;
+	bool			 exited;
 	pid_t			 pid;
 	int			 pidfd;
 	struct event		*exit_ev;
@@ -113,9 +123,25 @@ child_exited(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	while (waitpid(j->pid, &status, 0) == -1 && errno == EINTR)
 		;
-	log_msg(LVL_DEBUG, j->sid, "event=qmail_queue status=%d", status);
-	session_queued(j->sid, exit_verdict(status));
+	j->exited = true;
+	log_msg(j->cancelled ? LVL_INFO : LVL_DEBUG, j->tok.sid,
+	    "event=qmail_queue status=%d%s", status, j->cancelled ?
+	    " cancelled=yes" : "");
+	if (!j->cancelled)
+		deliver_step_done(j->tok, exit_verdict(status), true);
 	job_free(j);
+}
+
+/* The transaction ended first: the child goes, child_exited() reaps it
+ * and frees the job. */
+static void
+job_cancel(struct backend *st)
+{
+	struct qq_job *j = (struct qq_job *)st;
+
+	j->cancelled = true;
+	if (!j->exited)
+		kill(j->pid, SIGKILL);
 }
 
 static void
@@ -125,7 +151,7 @@ job_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_msg(LVL_WARN, j->sid, "event=qmail_queue_timeout pid=%d",
+	log_msg(LVL_WARN, j->tok.sid, "event=qmail_queue_timeout pid=%d",
 	    (int)j->pid);
 	kill(j->pid, SIGKILL);	/* child_exited() reports the 4xx */
 }
@@ -195,7 +221,6 @@ qmailqueue_data(struct session *s, const struct deliver_conf *c)
 	if (deliver_lf(&s->txn->msg, &lf) == -1 ||
 	    (j = calloc(1, sizeof(*j))) == NULL)
 		goto fail;
-	j->sid = s->id;
 	if ((j->pid = spawn(c->qmail_queue, &mfd, &efd)) == -1) {
 		free(j);
 		goto fail;
@@ -223,6 +248,8 @@ qmailqueue_data(struct session *s, const struct deliver_conf *c)
 	bufferevent_enable(j->env, EV_WRITE);
 	event_add(j->exit_ev, NULL);
 	evtimer_add(j->timer, &tv);
+	deliver_step_attach(s, &j->step, job_cancel);
+	j->tok = deliver_step_next(&j->step);
 	return;
 fail:
 	buf_free(&lf);

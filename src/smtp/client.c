@@ -5,7 +5,13 @@
  * callbacks; each complete reply (multi-line replies joined, RFC 5321
  * §4.2.1) pops one. DATA is two steps: the 354, then the message and the
  * final replies. Only after a 354 do we send message bytes, so a backend
- * that refuses DATA never sees the message.
+ * that refuses DATA never sees the message; the bytes are asked of the
+ * owner at that moment (client_body_fn), never kept as a pointer across
+ * loop passes: the transaction they belong to may be gone by then.
+ *
+ * Cancelling (client_abort) only marks the client dead and clears every
+ * callback: waits are freed by client_free, so a callback may cancel the
+ * client it is called from.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +35,8 @@ struct wait {
 	enum wkind	 kind;
 	client_cb	 cb;
 	void		*arg;
-	const char	*msg;		/* W_DATA354: what to send after */
-	size_t		 len;
+	const char	*msg;		/* W_CMD: the line, until sent */
+	client_body_fn	 body;		/* W_DATA354: the message, at 354 */
 	int		 nfinal;	/* W_DATA354: finals to expect */
 	struct wait	*next;
 };
@@ -137,6 +143,17 @@ direct_cb(evutil_socket_t fd, short what, void *arg)
 		bufferevent_enable(c->bev, EV_WRITE);
 }
 
+/* Read timeout for the next reply: the general one, or the DATA
+ * termination one while the message's final replies are awaited. */
+static void
+client_timeout(struct client *c, long long secs)
+{
+	struct timeval tv = { (time_t)secs, 0 };
+	struct timeval wr = { (time_t)c->o.timeout, 0 };
+
+	bufferevent_set_timeouts(c->bev, &tv, &wr);
+}
+
 static void
 send_line(struct client *c, const char *line)
 {
@@ -225,6 +242,16 @@ on_reply(struct client *c, int code)
 			ehlo(c);
 			return;
 		}
+		if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+			/*
+			 * Bytes after the 220 came in clear text: whoever sent
+			 * them (a broken backend or someone on the path) must
+			 * not have them read as if TLS protected them
+			 * (CVE-2011-0411, RFC 3207 §4.2). The link is refused.
+			 */
+			fail_all(c, "clear text after the STARTTLS 220");
+			return;
+		}
 		{
 			SSL			*ssl = SSL_new(c->o.tls);
 			struct bufferevent	*t;
@@ -257,10 +284,19 @@ on_reply(struct client *c, int code)
 		return;		/* unsolicited: ignored */
 	c->inflight--;
 	if (w->kind == W_DATA354 && code == 354) {
-		/* The message goes now; the wait becomes its finals. */
-		send_message(c, w->msg, w->len);
+		const char	*m;
+		size_t		 len;
+
+		/* The message goes now, if its owner still has it; the wait
+		 * becomes its finals, under the DATA termination timeout. */
+		if (w->body == NULL || w->body(w->arg, &m, &len) == -1) {
+			fail_all(c, "message withdrawn after the 354");
+			return;
+		}
+		send_message(c, m, len);
 		w->kind = W_FINAL;
 		c->inflight += (unsigned)w->nfinal;
+		client_timeout(c, c->o.timeout_data_end);
 		return;
 	}
 	if (w->kind == W_DATA354) {
@@ -275,8 +311,10 @@ on_reply(struct client *c, int code)
 	}
 	/* The wait's last reply: unlink it first, so the callback sees the
 	 * client as it is now (idle, when nothing else is queued). */
-	if (w->kind != W_CMD)
+	if (w->kind != W_CMD) {
 		c->in_data = false;
+		client_timeout(c, c->o.timeout);
+	}
 	c->head = w->next;
 	if (c->head == NULL)
 		c->tail = NULL;
@@ -301,6 +339,8 @@ read_cb(struct bufferevent *bev, void *arg)
 	int		 code;
 	bool		 more;
 
+	if (c->state == C_DEAD)
+		return;		/* aborted: nothing more is read */
 	while (c->state != C_DEAD &&
 	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF)) != NULL) {
 		if (n < 3 || line[0] < '2' || line[0] > '5' ||
@@ -326,7 +366,8 @@ read_cb(struct bufferevent *bev, void *arg)
 		if (!more)
 			on_reply(c, code);
 	}
-	if (evbuffer_get_length(in) > LIMIT_REPLY_LINE * LIMIT_REPLY_LINES)
+	if (c->state != C_DEAD &&
+	    evbuffer_get_length(in) > LIMIT_REPLY_LINE * LIMIT_REPLY_LINES)
 		fail_all(c, "backend reply too long");
 }
 
@@ -336,6 +377,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct client *c = arg;
 
 	(void)bev;
+	if (c->state == C_DEAD)
+		return;
 	if (what & BEV_EVENT_CONNECTED) {
 		c->state = c->state == C_CONNECT ? C_GREET : c->state;
 		return;
@@ -467,15 +510,14 @@ client_cmd(struct client *c, const char *line, client_cb cb, void *arg)
 }
 
 int
-client_data(struct client *c, const char *msg, size_t len, int nreplies,
+client_data(struct client *c, client_body_fn body, int nreplies,
     client_cb cb, void *arg)
 {
 	struct wait *w;
 
 	if ((w = enqueue(c, W_DATA354, cb, arg)) == NULL)
 		return -1;
-	w->msg = msg;
-	w->len = len;
+	w->body = body;
 	w->nfinal = nreplies;
 	client_flush(c);
 	return 0;
@@ -487,10 +529,28 @@ client_forget(struct client *c, void *arg)
 	struct wait *w;
 
 	for (w = c->head; w != NULL; w = w->next)
-		if (w->arg == arg)
+		if (w->arg == arg) {
 			w->cb = NULL;
+			w->body = NULL;
+		}
 	if (c->ready_arg == arg)
 		c->ready = NULL;
+}
+
+void
+client_abort(struct client *c)
+{
+	struct wait *w;
+
+	for (w = c->head; w != NULL; w = w->next) {
+		w->cb = NULL;
+		w->body = NULL;
+	}
+	c->ready = NULL;
+	c->on_close = NULL;
+	c->state = C_DEAD;
+	c->direct = false;
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 }
 
 void
