@@ -32,8 +32,11 @@ struct dest {
 static struct dest	human = { 2, 0, 0 };
 static struct dest	json = { -1, 0, 0 };
 static enum log_level	threshold = LVL_INFO;
+static const int	level_prio[] = { LOG_CRIT, LOG_CRIT, LOG_WARNING, LOG_INFO,
+			    LOG_DEBUG, LOG_DEBUG };
 
-/* Points d at the named destination. */
+/* Points d at the named destination; -1 (errno set) when a file cannot
+ * be opened. */
 static int
 dest_open(struct dest *d, const char *what)
 {
@@ -58,24 +61,46 @@ dest_open(struct dest *d, const char *what)
 	return 0;
 }
 
-int
-log_open(const char *h, const char *j, enum log_level level)
+static void
+dest_close(struct dest *d)
 {
-	log_close();
-	threshold = level;
-	if (dest_open(&human, h) == -1 || dest_open(&json, j) == -1)
+	if (d->owned)
+		close(d->fd);
+	d->owned = 0;
+}
+
+/*
+ * Both new destinations are opened before either old one is closed, so a
+ * reload whose log cannot be opened (a missing directory, a rotated file
+ * we may not recreate) keeps logging where it did instead of nowhere.
+ */
+int
+log_open(const char *h, const char *j, enum log_level level, char *err,
+    size_t errlen)
+{
+	struct dest	nh, nj;
+
+	if (dest_open(&nh, h) == -1) {
+		snprintf(err, errlen, "log %s: %s", h, strerror(errno));
 		return -1;
+	}
+	if (dest_open(&nj, j) == -1) {
+		snprintf(err, errlen, "json_log %s: %s", j, strerror(errno));
+		dest_close(&nh);
+		return -1;
+	}
+	log_close();
+	human = nh;
+	json = nj;
+	threshold = level;
 	return 0;
 }
 
 void
 log_close(void)
 {
-	if (human.owned)
-		close(human.fd);
-	if (json.owned)
-		close(json.fd);
-	human.owned = json.owned = 0;
+	dest_close(&human);
+	dest_close(&json);
 }
 
 int
@@ -111,41 +136,79 @@ dest_write(struct dest *d, int prio, const char *line, size_t len)
 	} while (n == -1 && errno == EINTR);
 }
 
-void
-log_msg(enum log_level level, uint64_t sid, const char *fmt, ...)
+/* "level [pid] [sid ]text\n" into line; returns its length. */
+static size_t
+format_line(char *line, size_t size, enum log_level level, uint64_t sid,
+    const char *fmt, va_list ap)
 {
-	static const int prio[] = { LOG_CRIT, LOG_CRIT, LOG_WARNING,
-	    LOG_INFO, LOG_DEBUG, LOG_DEBUG };
-	char		 line[LOG_LINE_MAX];
-	size_t		 n = 0;
-	int		 r;
-	va_list		 ap;
-	struct timespec	 ts;
-	struct tm	 tm;
+	size_t	n = 0;
+	int	r;
 
-	if (level > threshold)
-		return;
-	if (!human.syslog) {
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%SZ ", &tm);
-	}
-	r = snprintf(line + n, sizeof(line) - n, "%s [%d] ",
-	    level_names[level], (int)getpid());
+	r = snprintf(line, size, "%s [%d] ", level_names[level],
+	    (int)getpid());
 	n += r > 0 ? (size_t)r : 0;
 	if (sid != 0) {
-		r = snprintf(line + n, sizeof(line) - n, "%016llx ",
+		r = snprintf(line + n, size - n, "%016llx ",
 		    (unsigned long long)sid);
 		n += r > 0 ? (size_t)r : 0;
 	}
-	va_start(ap, fmt);
-	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
+	r = vsnprintf(line + n, size - n, fmt, ap);
 	if (r < 0)
 		r = 0;
-	n = n + (size_t)r >= sizeof(line) - 1 ? sizeof(line) - 2 : n + (size_t)r;
+	n = n + (size_t)r >= size - 1 ? size - 2 : n + (size_t)r;
 	line[n++] = '\n';
-	dest_write(&human, prio[level], line, n);
+	return n;
+}
+
+/* The UTC time stamp that starts a line written to a file or stream. */
+static size_t
+format_time(char *out, size_t size)
+{
+	struct timespec	ts;
+	struct tm	tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	return strftime(out, size, "%Y-%m-%dT%H:%M:%SZ ", &tm);
+}
+
+void
+log_msg(enum log_level level, uint64_t sid, const char *fmt, ...)
+{
+	char	line[LOG_LINE_MAX];
+	size_t	n = 0;
+	va_list	ap;
+
+	if (level > threshold)
+		return;
+	if (!human.syslog)
+		n = format_time(line, 64);
+	va_start(ap, fmt);
+	n += format_line(line + n, sizeof(line) - n, level, sid, fmt, ap);
+	va_end(ap);
+	dest_write(&human, level_prio[level], line, n);
+}
+
+void
+log_loud(const char *fmt, ...)
+{
+	char	line[LOG_LINE_MAX];
+	size_t	t, n;
+	va_list	ap;
+
+	t = format_time(line, 64);
+	va_start(ap, fmt);
+	n = format_line(line + t, sizeof(line) - t, LVL_WARN, 0, fmt, ap);
+	va_end(ap);
+	dest_write(&human, level_prio[LVL_WARN], human.syslog ? line + t : line,
+	    human.syslog ? n : t + n);
+	if (human.fd != 2) {
+		struct dest err = { 2, 0, 0 };
+
+		dest_write(&err, 0, line, t + n);
+	}
+	if (!human.syslog)
+		syslog(LOG_MAIL | LOG_WARNING, "%.*s", (int)n, line + t);
 }
 
 bool

@@ -15,9 +15,12 @@ enum log_level {
 	LVL_PANIC, LVL_FATAL, LVL_WARN, LVL_INFO, LVL_DEBUG, LVL_TRACE
 };
 
-/* Opens both destinations; -1 when a file cannot be opened. */
-int	log_open(const char *human, const char *json, enum log_level);
-/* Closes and reopens file destinations (after rotation, on SIGHUP). */
+/* Opens both destinations and then closes the old ones (files are
+ * reopened this way after rotation, on SIGHUP). -1 with "log path: why"
+ * in err when either cannot be opened: the old destinations stay. */
+int	log_open(const char *human, const char *json, enum log_level,
+	    char *err, size_t errlen);
+/* Closes file destinations. */
 void	log_close(void);
 /* Parses a level name; -1 when unknown. */
 int	log_level_parse(const char *);
@@ -26,6 +29,10 @@ int	log_enabled(enum log_level);
 /* One human line; sid 0 means "no session". */
 void	log_msg(enum log_level, uint64_t sid, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/* A warning written to the log and also to stderr and syslog (each
+ * unless it is the log): for failures an operator must see even when the
+ * log itself is what failed. */
+void	log_loud(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct buf;
 /* True when JSON lines go anywhere (callers skip building them if not). */
 _Bool	log_json_enabled(void);

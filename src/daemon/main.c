@@ -59,9 +59,9 @@ main(int argc, char **argv)
 	mkdir(cf->server.var_dir, 0750);
 	if (log_open(stdio_mode && strcmp(cf->server.log, "stdout") == 0 ?
 	    "stderr" : cf->server.log, cf->server.json_log,
-	    (enum log_level)log_level_parse(cf->server.log_level)) == -1) {
-		fprintf(stderr, "moatd: cannot open log %s or %s\n",
-		    cf->server.log, cf->server.json_log);
+	    (enum log_level)log_level_parse(cf->server.log_level), err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "moatd: cannot open %s\n", err);
 		return 1;
 	}
 	if (stdio_mode)

@@ -281,6 +281,14 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 		    "stays)", err);
 		return;
 	}
+	if (log_open(cf->server.log, cf->server.json_log,
+	    (enum log_level)log_level_parse(cf->server.log_level), err,
+	    sizeof(err)) == -1) {
+		log_loud("event=reload_failed error=\"cannot open %s\" (old "
+		    "config and log stay)", err);
+		conf_free(cf);
+		return;
+	}
 	if (strcmp(cf->server.listen, m_cf->server.listen) != 0 ||
 	    cf->server.workers != m_cf->server.workers)
 		log_warn("event=reload note=\"listen and workers change on "
@@ -297,8 +305,6 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	 * the master's old config can go. */
 	conf_free(m_cf);
 	m_cf = cf;
-	log_open(cf->server.log, cf->server.json_log,
-	    (enum log_level)log_level_parse(cf->server.log_level));
 	m_gen++;
 	for (i = slot_base(m_gen); i < slot_base(m_gen) + m_nworkers; i++)
 		if (m_slots[i].pid == 0)
