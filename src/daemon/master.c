@@ -4,22 +4,46 @@
  * Each listen address gets one socket per worker slot, all bound with
  * SO_REUSEPORT so the kernel spreads connections; a slot's socket stays
  * open in the master, so a restarted worker takes over its queue and no
- * connection is lost with a crash. A worker that dies is restarted after
- * a back-off that doubles while it keeps dying young (1 s .. 30 s).
+ * connection is lost with a crash.
+ *
+ * Bookkeeping, two tables:
+ *   m_slots[slot]  the slot's current worker: pid (0 while it waits to be
+ *                  restarted) and the config generation it runs. A slot
+ *                  always has a current worker or a restart timer, until
+ *                  SIGTERM.
+ *   m_procs[i]     every live worker process, current or draining after a
+ *                  reload. The index is the worker's connection-count
+ *                  region, so no two live workers ever share one.
+ * A reaped pid that is its slot's current worker died: the slot restarts
+ * after a back-off that doubles while it keeps dying young (1 s .. 30 s).
+ * Any other reaped pid was draining and just frees its entry.
+ *
  * SIGHUP loads the config anew: on error the old one keeps serving; on
- * success a new generation of workers starts and the old one drains.
- * SIGTERM/SIGINT drain every worker and exit.
+ * success every slot gets a worker of the new generation at once and the
+ * old ones drain. SIGTERM/SIGINT drain every worker and exit; from then
+ * on SIGHUP is ignored and nothing is respawned.
+ *
+ * Privileges: when started as root with `user`, the master binds, then
+ * becomes `user` but keeps CAP_DAC_OVERRIDE, because a reload must read
+ * what the config names (TLS key, lists, moat.conf itself) and reopen the
+ * log files, which may be root's alone. Workers, which talk to clients,
+ * drop every capability at fork.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <netdb.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,24 +58,40 @@
 #define MAX_LISTEN	16
 #define BACKOFF_MAX	30
 #define YOUNG		10	/* a worker dying sooner is "young" */
+/* Worker processes alive at once, in units of `workers`: the current
+ * generation and two older ones still draining (a HUP soon after a HUP).
+ * A reload that finds no room for a whole generation waits for older
+ * workers to exit; it is never half applied. */
+#define GENERATIONS	3
 
 struct slot {
-	pid_t		 pid;		/* 0: not running */
-	int		 gen;		/* config generation it runs */
+	pid_t		 pid;		/* current worker; 0: none running */
+	unsigned	 gen;		/* the generation it runs */
 	time_t		 started;
-	int		 backoff;
-	bool		 retired;	/* draining after a reload */
+	int		 backoff;	/* seconds before the next restart */
 	struct event	*restart;
+};
+
+struct proc {
+	pid_t		 pid;		/* 0: entry free */
+	int		 slot;
+	unsigned	 gen;
 };
 
 static struct moat_config	*m_cf;
 static struct event_base	*m_base;
 static int			 m_fds[MAX_LISTEN][LIMIT_WORKERS];
 static int			 m_nlisten;
-static int			 m_nworkers;
+static int			 m_nworkers;	/* slots */
 static struct slot		 m_slots[LIMIT_WORKERS];
-static int			 m_gen;
+static struct proc		 m_procs[LIMIT_WORKERS];
+static int			 m_nprocs;	/* entries in use of m_procs */
+static unsigned			 m_gen;
 static bool			 m_stopping;
+static bool			 m_reload_pending;
+static bool			 m_dropped;	/* workers must shed our caps */
+/* Workers read EOF on [0] once the master, sole holder of [1], is gone. */
+static int			 m_alive[2] = { -1, -1 };
 
 /* Splits "host:port" / "[v6]:port" and binds one SO_REUSEPORT socket. */
 static int
@@ -77,7 +117,8 @@ bind_one(const char *spec, char *err, size_t errlen)
 		snprintf(err, errlen, "listen '%s': %s", spec, gai_strerror(e));
 		return -1;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
 	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 	    sizeof(one)) == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT,
 	    &one, sizeof(one)) == -1 || bind(fd, res->ai_addr,
@@ -133,6 +174,27 @@ raise_nofile(void)
 		    (unsigned long long)rl.rlim_cur);
 }
 
+/* Sets the permitted and effective capabilities to exactly `keep`. */
+static int
+caps_set(uint64_t keep)
+{
+	struct __user_cap_header_struct	h;
+	struct __user_cap_data_struct	d[2];
+
+	memset(&h, 0, sizeof(h));
+	memset(d, 0, sizeof(d));
+	h.version = _LINUX_CAPABILITY_VERSION_3;
+	d[0].permitted = d[0].effective = (uint32_t)keep;
+	d[1].permitted = d[1].effective = (uint32_t)(keep >> 32);
+	return (int)syscall(SYS_capset, &h, d);
+}
+
+/*
+ * Becomes `user` (when root) keeping only CAP_DAC_OVERRIDE: reloads read
+ * files as root could (a 0600 TLS key, root's list files) and reopen
+ * the logs wherever they are. Workers drop it too (spawn), so nothing
+ * that parses client input holds any privilege.
+ */
 static int
 drop_privileges(char *err, size_t errlen)
 {
@@ -147,135 +209,220 @@ drop_privileges(char *err, size_t errlen)
 	}
 	/* The state directory must stay writable for the new user. */
 	(void)!chown(m_cf->server.var_dir, pw->pw_uid, pw->pw_gid);
-	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	if (prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1 ||
+	    setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1) {
 		snprintf(err, errlen, "dropping to '%s': %s",
 		    m_cf->server.user, strerror(errno));
 		return -1;
 	}
+	(void)prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
+	m_dropped = true;
+	if (caps_set(1ULL << CAP_DAC_OVERRIDE) == -1) {
+		/* Serving is safe; only reloads may now fail to read. */
+		log_loud("event=caps_failed errno=%s note=\"reloads read "
+		    "files as %s\"", strerror(errno), m_cf->server.user);
+		(void)caps_set(0);
+	}
 	return 0;
 }
 
-static void
-spawn(int i)
-{
-	int	fds[MAX_LISTEN], k;
-	pid_t	pid;
-
-	for (k = 0; k < m_nlisten; k++)
-		fds[k] = m_fds[k][i % m_nworkers];
-	connlimit_clear(i);
-	if ((pid = fork()) == -1) {
-		log_warn("event=fork_failed errno=%s", strerror(errno));
-		return;
-	}
-	if (pid == 0) {
-		/* Only this slot's sockets: the others must close when
-		 * their own workers do. */
-		for (k = 0; k < m_nlisten * m_nworkers; k++)
-			if (k % m_nworkers != i % m_nworkers)
-				close(m_fds[k / m_nworkers][k % m_nworkers]);
-		/* The master's loop is not the worker's: a fresh epoll
-		 * first, so freeing it leaves the parent's untouched. */
-		event_reinit(m_base);
-		event_base_free(m_base);
-		exit(worker_run(m_cf, fds, m_nlisten, i));
-	}
-	m_slots[i].pid = pid;
-	m_slots[i].gen = m_gen;
-	m_slots[i].started = time(NULL);
-	m_slots[i].retired = false;
-	log_info("event=worker_started slot=%d pid=%d", i, (int)pid);
-}
-
-static void
-restart_cb(evutil_socket_t fd, short what, void *arg)
-{
-	int i = (int)(intptr_t)arg;
-
-	(void)fd;
-	(void)what;
-	if (!m_stopping && m_slots[i].pid == 0)
-		spawn(i);
-}
-
-/* Slots 0..n-1 serve generation A, n..2n-1 generation B, alternately, so
- * old and new workers never share a connection-count region. */
+/* A free m_procs entry (a connection-count region), or -1. */
 static int
-slot_base(int gen)
+proc_free(void)
 {
-	return (gen % 2) * m_nworkers;
+	int i;
+
+	for (i = 0; i < m_nprocs; i++)
+		if (m_procs[i].pid == 0)
+			return i;
+	return -1;
 }
 
 static int
-live_workers(void)
+procs_live(void)
 {
 	int i, n = 0;
 
-	for (i = 0; i < 2 * m_nworkers; i++)
-		if (m_slots[i].pid != 0)
+	for (i = 0; i < m_nprocs; i++)
+		if (m_procs[i].pid != 0)
 			n++;
 	return n;
 }
 
 static void
-reaped(pid_t pid, int status)
-{
-	int		i;
-	struct timeval	tv = { 0, 0 };
+restart_cb(evutil_socket_t fd, short what, void *arg);
 
-	for (i = 0; i < 2 * m_nworkers; i++)
-		if (m_slots[i].pid == pid)
-			break;
-	if (i == 2 * m_nworkers)
-		return;
-	m_slots[i].pid = 0;
-	connlimit_clear(i);
-	if (m_stopping || m_slots[i].retired) {
-		log_info("event=worker_exit slot=%d pid=%d status=%d", i,
-		    (int)pid, status);
-		if (m_stopping && live_workers() == 0)
-			event_base_loopexit(m_base, NULL);
+/* The slot's current worker starts in secs (0: on the next loop turn). */
+static void
+schedule_restart(int s, int secs)
+{
+	struct timeval tv = { secs, 0 };
+
+	if (m_slots[s].restart == NULL)
+		m_slots[s].restart = evtimer_new(m_base, restart_cb,
+		    (void *)(intptr_t)s);
+	evtimer_add(m_slots[s].restart, &tv);
+}
+
+/* In a new worker, before it serves: only its slot's sockets, no
+ * capabilities, and death with the master. */
+static void
+child_setup(int s, pid_t master)
+{
+	int k;
+
+	for (k = 0; k < m_nlisten * m_nworkers; k++)
+		if (k % m_nworkers != s)
+			close(m_fds[k / m_nworkers][k % m_nworkers]);
+	close(m_alive[1]);
+	if (m_dropped && caps_set(0) == -1)
+		_exit(1);
+	/* After the capability change: the kernel clears the setting on
+	 * some credential changes. */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM, 0L, 0L, 0L);
+	if (getppid() != master)
+		_exit(0);	/* it died before we asked */
+	/* The master's loop is not the worker's: a fresh epoll first, so
+	 * freeing it leaves the parent's untouched. */
+	event_reinit(m_base);
+	event_base_free(m_base);
+	/* No handler of the master's may run here: signals stay blocked
+	 * (spawn) until the worker has its own. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+}
+
+/* Forks slot s's current worker, running generation m_gen. */
+static void
+spawn(int s)
+{
+	struct worker_spec	 ws;
+	sigset_t		 all;
+	int			 fds[MAX_LISTEN], k, p;
+	pid_t			 pid, master = getpid();
+
+	if ((p = proc_free()) == -1) {
+		/* Cannot happen while reload() checks for room. */
+		log_warn("event=spawn_deferred slot=%d reason=no_region", s);
+		schedule_restart(s, 1);
 		return;
 	}
-	if (time(NULL) - m_slots[i].started < YOUNG)
-		m_slots[i].backoff = m_slots[i].backoff ?
-		    (m_slots[i].backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX :
-		    m_slots[i].backoff * 2) : 1;
-	else
-		m_slots[i].backoff = 0;
-	tv.tv_sec = m_slots[i].backoff;
-	log_warn("event=worker_died slot=%d pid=%d status=%d restart_in=%ds",
-	    i, (int)pid, status, (int)tv.tv_sec);
-	if (m_slots[i].restart == NULL)
-		m_slots[i].restart = evtimer_new(m_base, restart_cb,
-		    (void *)(intptr_t)i);
-	evtimer_add(m_slots[i].restart, &tv);
+	for (k = 0; k < m_nlisten; k++)
+		fds[k] = m_fds[k][s];
+	connlimit_clear(p);
+	/* A signal reaching the child before it has its own handlers
+	 * would run the master's libevent handler there, which writes to
+	 * the master's signal pipe: a SIGTERM meant for a new worker would
+	 * stop the master. The child unblocks once its handlers are set. */
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &ws.sigmask);
+	pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &ws.sigmask, NULL);
+	if (pid == -1) {
+		log_warn("event=fork_failed slot=%d errno=%s", s,
+		    strerror(errno));
+		schedule_restart(s, m_slots[s].backoff ? m_slots[s].backoff :
+		    1);
+		return;
+	}
+	if (pid == 0) {
+		child_setup(s, master);
+		ws.fds = fds;
+		ws.nfds = m_nlisten;
+		ws.slot = s;
+		ws.region = p;
+		ws.master_fd = m_alive[0];
+		exit(worker_run(m_cf, &ws));
+	}
+	m_procs[p].pid = pid;
+	m_procs[p].slot = s;
+	m_procs[p].gen = m_gen;
+	m_slots[s].pid = pid;
+	m_slots[s].gen = m_gen;
+	m_slots[s].started = time(NULL);
+	log_info("event=worker_started slot=%d pid=%d gen=%u", s, (int)pid,
+	    m_gen);
 }
 
 static void
-on_sigchld(evutil_socket_t sig, short what, void *arg)
+restart_cb(evutil_socket_t fd, short what, void *arg)
 {
-	pid_t	pid;
-	int	status;
+	int s = (int)(intptr_t)arg;
 
-	(void)sig;
+	(void)fd;
 	(void)what;
-	(void)arg;
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-		reaped(pid, status);
+	if (!m_stopping && m_slots[s].pid == 0)
+		spawn(s);
+}
+
+/* A current worker died: its slot restarts, later if it died young. */
+static void
+slot_died(int s, pid_t pid, int status)
+{
+	struct slot *sl = &m_slots[s];
+
+	if (time(NULL) - sl->started < YOUNG)
+		sl->backoff = sl->backoff ? (sl->backoff * 2 > BACKOFF_MAX ?
+		    BACKOFF_MAX : sl->backoff * 2) : 1;
+	else
+		sl->backoff = 0;
+	log_warn("event=worker_died slot=%d pid=%d status=%d restart_in=%ds",
+	    s, (int)pid, status, sl->backoff);
+	schedule_restart(s, sl->backoff);
 }
 
 static void
-on_sighup(evutil_socket_t sig, short what, void *arg)
+reaped(pid_t pid, int status)
+{
+	int	p, s;
+
+	for (p = 0; p < m_nprocs; p++)
+		if (m_procs[p].pid == pid)
+			break;
+	if (p == m_nprocs)
+		return;
+	s = m_procs[p].slot;
+	m_procs[p].pid = 0;
+	connlimit_clear(p);
+	if (m_slots[s].pid == pid) {
+		m_slots[s].pid = 0;
+		if (!m_stopping) {
+			slot_died(s, pid, status);
+			return;
+		}
+	}
+	log_info("event=worker_exit slot=%d pid=%d gen=%u status=%d", s,
+	    (int)pid, m_procs[p].gen, status);
+	if (m_stopping && procs_live() == 0)
+		event_base_loopexit(m_base, NULL);
+}
+
+/*
+ * Loads the config anew and, when it is good, gives every slot a worker
+ * of the new generation, whatever state the slot is in, and tells the
+ * previous ones to drain. The new log is opened before anything changes:
+ * if it cannot be, the whole reload fails loudly and the old log stays.
+ */
+static void
+reload(void)
 {
 	struct moat_config	*cf;
 	char			 err[1024];
-	int			 i, old;
+	int			 s;
 
-	(void)sig;
-	(void)what;
-	(void)arg;
+	if (m_nprocs - procs_live() < m_nworkers) {
+		if (!m_reload_pending)
+			log_warn("event=reload_deferred draining=%d "
+			    "note=\"applied once older workers exit\"",
+			    procs_live() - m_nworkers);
+		m_reload_pending = true;
+		return;
+	}
+	m_reload_pending = false;
 	if ((cf = conf_load(m_cf->path, err, sizeof(err))) == NULL) {
 		log_warn("event=reload_failed error=\"%s\" (old config "
 		    "stays)", err);
@@ -293,23 +440,49 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	    cf->server.workers != m_cf->server.workers)
 		log_warn("event=reload note=\"listen and workers change on "
 		    "restart only\"");
-	old = slot_base(m_gen);
-	for (i = old; i < old + m_nworkers; i++) {
-		m_slots[i].retired = true;
-		if (m_slots[i].pid != 0)
-			kill(m_slots[i].pid, SIGTERM);
-		if (m_slots[i].restart != NULL)
-			evtimer_del(m_slots[i].restart);
-	}
-	/* Retired workers are separate processes with their own copy:
+	/* Draining workers are separate processes with their own copy:
 	 * the master's old config can go. */
 	conf_free(m_cf);
 	m_cf = cf;
 	m_gen++;
-	for (i = slot_base(m_gen); i < slot_base(m_gen) + m_nworkers; i++)
-		if (m_slots[i].pid == 0)
-			spawn(i);
-	log_info("event=reloaded config=%s", cf->path);
+	for (s = 0; s < m_nworkers; s++) {
+		if (m_slots[s].restart != NULL)
+			evtimer_del(m_slots[s].restart);
+		if (m_slots[s].pid != 0)
+			kill(m_slots[s].pid, SIGTERM);
+		m_slots[s].pid = 0;
+		m_slots[s].backoff = 0;
+		spawn(s);
+	}
+	log_info("event=reloaded config=%s gen=%u", cf->path, m_gen);
+}
+
+static void
+on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	pid_t	pid;
+	int	status;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		reaped(pid, status);
+	if (m_reload_pending && !m_stopping)
+		reload();
+}
+
+static void
+on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (m_stopping) {
+		log_info("event=reload_ignored reason=stopping");
+		return;
+	}
+	reload();
 }
 
 static void
@@ -322,22 +495,41 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	if (m_stopping)
 		return;
 	m_stopping = true;
+	m_reload_pending = false;
 	log_info("event=stopping signal=%d", (int)sig);
 	/* No new connections: once the workers close theirs, the kernel
 	 * refuses instead of queueing for nobody. */
 	for (i = 0; i < m_nlisten * m_nworkers; i++)
 		close(m_fds[i / m_nworkers][i % m_nworkers]);
-	for (i = 0; i < 2 * m_nworkers; i++)
-		if (m_slots[i].pid != 0)
-			kill(m_slots[i].pid, SIGTERM);
-	if (live_workers() == 0)
+	for (i = 0; i < m_nworkers; i++)
+		if (m_slots[i].restart != NULL)
+			evtimer_del(m_slots[i].restart);
+	for (i = 0; i < m_nprocs; i++)
+		if (m_procs[i].pid != 0)
+			kill(m_procs[i].pid, SIGTERM);
+	if (procs_live() == 0)
 		event_base_loopexit(m_base, NULL);
+}
+
+static void
+master_free(struct event **ev, int nev)
+{
+	int i;
+
+	for (i = 0; i < nev; i++)
+		event_free(ev[i]);
+	for (i = 0; i < m_nworkers; i++)
+		if (m_slots[i].restart != NULL)
+			event_free(m_slots[i].restart);
+	event_base_free(m_base);
+	close(m_alive[0]);
+	close(m_alive[1]);
 }
 
 int
 master_run(struct moat_config *cf)
 {
-	char		 err[1024];
+	char		 err[1024] = "";
 	struct event	*ev[4];
 	int		 i;
 	long		 cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -347,8 +539,11 @@ master_run(struct moat_config *cf)
 	    (int)(cores > 0 ? cores : 1);
 	if (m_nworkers > LIMIT_WORKERS / 2)
 		m_nworkers = LIMIT_WORKERS / 2;
+	m_nprocs = GENERATIONS * m_nworkers < LIMIT_WORKERS ?
+	    GENERATIONS * m_nworkers : LIMIT_WORKERS;
 	raise_nofile();
-	if (connlimit_init(2 * m_nworkers) == -1 ||
+	if (pipe2(m_alive, O_CLOEXEC) == -1 ||
+	    connlimit_init(m_nprocs) == -1 ||
 	    bind_all(err, sizeof(err)) == -1 ||
 	    drop_privileges(err, sizeof(err)) == -1) {
 		log_fatal("%s", err[0] ? err : "cannot set up");
@@ -368,5 +563,7 @@ master_run(struct moat_config *cf)
 		spawn(i);
 	event_base_dispatch(m_base);
 	log_info("event=stopped");
+	master_free(ev, 4);
+	conf_free(m_cf);
 	return 0;
 }

@@ -4,6 +4,8 @@
  * SIGTERM drains: listeners stop, idle sessions get 421, sessions in a
  * transaction finish it (their next command gets 421), and whatever is
  * left after drain_timeout is closed. The loop ends with the last session.
+ * A worker whose master is gone drains the same way, within a shorter
+ * bound (see orphaned).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +28,16 @@
 #include "connlimit.h"
 #include "worker.h"
 
+/* Seconds an orphaned worker (its master gone) lets sessions finish,
+ * when drain_timeout is longer: nobody supervises it any more. */
+#define WORKER_ORPHAN_DRAIN	5
+
 static struct event_base	*w_base;
 static struct moat_config	*w_cf;
 static struct evconnlistener	*w_listeners[64];
 static int			 w_nlisteners;
 static bool			 w_draining;
+static pid_t			 w_master;	/* our parent while it lives */
 static struct event		*w_drain_timer;
 static struct bufferevent	*stdio_out;	/* piped stdio: fd 1 */
 static struct bufferevent	*stdio_in, *stdio_inner;
@@ -137,15 +144,13 @@ drain_expired(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(w_base, NULL);
 }
 
+/* Stops accepting and lets the sessions finish for at most secs. */
 static void
-on_sigterm(evutil_socket_t sig, short what, void *arg)
+worker_drain(long long secs)
 {
-	struct timeval	tv = { (time_t)w_cf->server.drain_timeout, 0 };
+	struct timeval	tv = { (time_t)secs, 0 };
 	int		i;
 
-	(void)sig;
-	(void)what;
-	(void)arg;
 	if (w_draining)
 		return;
 	w_draining = true;
@@ -162,6 +167,54 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	}
 	w_drain_timer = evtimer_new(w_base, drain_expired, NULL);
 	evtimer_add(w_drain_timer, &tv);
+}
+
+/*
+ * The master gone (killed, crashed): an orphan must not keep its sockets
+ * in the port's SO_REUSEPORT group, where a new moatd would share
+ * connections with it. It stops accepting now and lets its sessions
+ * finish within WORKER_ORPHAN_DRAIN, as Postfix's children leave when
+ * their master goes. Nobody would restart or stop it otherwise.
+ */
+static void
+orphaned(void)
+{
+	if (w_draining)
+		return;
+	log_msg(LVL_WARN, 0, "event=master_gone sessions=%zu",
+	    session_count());
+	worker_drain(w_cf->server.drain_timeout < WORKER_ORPHAN_DRAIN ?
+	    w_cf->server.drain_timeout : WORKER_ORPHAN_DRAIN);
+}
+
+/* From the master (drain), or PR_SET_PDEATHSIG (the master died). */
+static void
+on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	if (getppid() != w_master)
+		orphaned();
+	else
+		worker_drain(w_cf->server.drain_timeout);
+}
+
+/* The master never writes to its pipe and holds its only write end, so
+ * EOF means it is gone. This catches what PR_SET_PDEATHSIG may not (a
+ * signal lost, or the death signal reset by a credential change). */
+static void
+on_master_pipe(evutil_socket_t fd, short what, void *arg)
+{
+	char	c;
+	ssize_t	n;
+
+	(void)what;
+	if ((n = read(fd, &c, 1)) == -1 && (errno == EAGAIN ||
+	    errno == EINTR))
+		return;
+	event_del(arg);
+	orphaned();
 }
 
 static void
@@ -182,28 +235,41 @@ worker_setup(struct moat_config *cf)
 }
 
 int
-worker_run(struct moat_config *cf, const int *fds, int nfds, int slot)
+worker_run(struct moat_config *cf, const struct worker_spec *ws)
 {
-	struct event	*term;
+	struct event	*term, *orphan;
 	int		 i;
 
 	worker_setup(cf);
 	signal(SIGINT, SIG_IGN);	/* the master tells us when to stop */
-	connlimit_slot(slot);
-	for (i = 0; i < nfds && i < 64; i++) {
+	w_master = getppid();
+	connlimit_slot(ws->region);
+	for (i = 0; i < ws->nfds && i < 64; i++) {
 		/* Our copy of the socket closes with the listener when we
 		 * drain; the master's copy keeps the queue for our heir. */
 		w_listeners[i] = evconnlistener_new(w_base, accept_cb, NULL,
-		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1, fds[i]);
+		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1,
+		    ws->fds[i]);
 		if (w_listeners[i] == NULL)
 			return 1;
 		w_nlisteners++;
 	}
 	term = evsignal_new(w_base, SIGTERM, on_sigterm, NULL);
 	evsignal_add(term, NULL);
-	log_msg(LVL_DEBUG, 0, "event=worker_start slot=%d", slot);
+	evutil_make_socket_nonblocking(ws->master_fd);
+	orphan = event_new(w_base, ws->master_fd, EV_READ | EV_PERSIST,
+	    on_master_pipe, event_self_cbarg());
+	if (term == NULL || orphan == NULL || event_add(orphan, NULL) == -1)
+		return 1;
+	sigprocmask(SIG_SETMASK, &ws->sigmask, NULL);
+	log_msg(LVL_DEBUG, 0, "event=worker_start slot=%d region=%d",
+	    ws->slot, ws->region);
 	event_base_dispatch(w_base);
 	deliver_worker_fini();
+	event_free(orphan);
+	event_free(term);
+	if (w_drain_timer != NULL)
+		event_free(w_drain_timer);
 	return 0;
 }
 

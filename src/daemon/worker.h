@@ -5,10 +5,24 @@
 #ifndef MOAT_WORKER_H
 #define MOAT_WORKER_H
 
+#include <signal.h>
+
 #include "conf.h"
 
-/* Runs until drained; returns the process exit code. */
-int	worker_run(struct moat_config *, const int *fds, int nfds, int slot);
+/* What the master hands a worker it forks. */
+struct worker_spec {
+	const int	*fds;		/* the slot's listening sockets */
+	int		 nfds;
+	int		 slot;		/* which socket set, for the log */
+	int		 region;	/* its connection-count region */
+	int		 master_fd;	/* reads EOF once the master is gone */
+	sigset_t	 sigmask;	/* set once our handlers are (signals
+					 * arrive blocked from the fork) */
+};
+
+/* Runs until drained (SIGTERM, or the master gone); returns the process
+ * exit code. */
+int	worker_run(struct moat_config *, const struct worker_spec *);
 /* One session on fd 0/1 (tcpserver/inetd); returns the exit code. */
 int	worker_stdio(struct moat_config *);
 
