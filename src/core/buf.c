@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -15,14 +17,66 @@ buf_init(struct buf *b, size_t max)
 	b->data = NULL;
 	b->len = b->cap = 0;
 	b->max = max;
+	b->mapped = 0;
+	b->fd = -1;
+	b->dropped = 0;
 }
 
 void
 buf_free(struct buf *b)
 {
-	free(b->data);
+	if (b->mapped) {
+		munmap(b->data, b->cap);
+		close(b->fd);
+		b->mapped = 0;
+		b->fd = -1;
+	} else
+		free(b->data);
 	b->data = NULL;
 	b->len = b->cap = 0;
+	b->dropped = 0;
+}
+
+int
+buf_spill(struct buf *b, int fd)
+{
+	size_t	 cap;
+	void	*m;
+
+	if (b->mapped || b->max == SIZE_MAX)
+		return -1;
+	cap = b->max + 1;
+	if (ftruncate(fd, (off_t)cap) == -1)
+		return -1;
+	m = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED)
+		return -1;
+	if (b->len > 0)
+		memcpy(m, b->data, b->len);
+	((char *)m)[b->len] = '\0';
+	free(b->data);
+	b->data = m;
+	b->cap = cap;
+	b->mapped = 1;
+	b->fd = fd;
+	b->dropped = 0;
+	return 0;
+}
+
+void
+buf_drop_pages(struct buf *b, size_t upto)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	if (!b->mapped || upto > b->len)
+		return;
+	upto -= upto % page;
+	if (upto <= b->dropped)
+		return;
+	/* A shared file mapping: the pages go back to the page cache (and
+	 * to disk), the bytes stay readable through the mapping. */
+	madvise(b->data + b->dropped, upto - b->dropped, MADV_DONTNEED);
+	b->dropped = upto;
 }
 
 void

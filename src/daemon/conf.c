@@ -66,6 +66,13 @@ const struct opt server_opts[] = {
 	    "text after ESMTP in the greeting" },
 	{ "max_message_size", OPT_SIZE, "25M", 1024, LIMIT_MESSAGE_SIZE_MAX,
 	    SMTP(max_message_size), "largest message (RFC 1870 SIZE)" },
+	{ "message_memory", OPT_SIZE, "1M", 64 * 1024, 1024LL * 1024 * 1024,
+	    SMTP(message_memory), "bytes of a message kept in memory; past "
+	    "it the message is spilled to an unlinked file under var_dir" },
+	{ "message_memory_budget", OPT_SIZE, "256M", 64 * 1024,
+	    64LL * 1024 * 1024 * 1024, SMTP(message_memory_budget),
+	    "memory all messages of a worker may hold (message_memory each); "
+	    "new DATA/BDAT past it gets 452 4.3.1" },
 	{ "max_recipients", OPT_INT, "100", 1, LIMIT_RECIPIENTS_MAX,
 	    SMTP(max_recipients), "recipients per message (RFC 5321 "
 	    "4.5.3.1.8 asks at least 100); 452 past it" },
@@ -487,6 +494,15 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	}
 	snprintf(db, sizeof(db), "%s/db", cf->server.var_dir);
 	store_configure(db, (size_t)cf->server.store_map_size);
+	cf->server.smtp.spool_dir = cf->server.var_dir;
+	if (cf->server.smtp.message_memory_budget <
+	    cf->server.smtp.message_memory) {
+		snprintf(err, errlen, "%s: [server] message_memory_budget "
+		    "(%lld) is less than message_memory (%lld)", cf->path,
+		    cf->server.smtp.message_memory_budget,
+		    cf->server.smtp.message_memory);
+		return -1;
+	}
 	return 0;
 }
 

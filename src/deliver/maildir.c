@@ -189,10 +189,56 @@ struct md_job {
 	int		 cancelled;	/* atomic: set on the loop */
 	char		 host[LIMIT_DOMAIN + 1];
 	struct buf	 body;		/* the message, LF line ends */
+	/* A message spilled to a file (past message_memory) is not copied:
+	 * the job reads its own descriptor of the file and turns CRLF into
+	 * LF as it writes. The file does not change once the queue stage
+	 * has begun. */
+	int		 src_fd;		/* -1: body holds it */
+	size_t		 src_len;
 	struct md_copy	*copy;
 	size_t		 n, done;
 	int		 failed;	/* errno of the first failure */
 };
+
+/* Writes the spilled message with LF line ends, 64 KiB at a time. */
+static int
+write_spilled(const struct md_job *j, int fd)
+{
+	char		 in[65536], out[65536];
+	struct iovec	 iov;
+	size_t		 off = 0, i, n, o;
+	ssize_t		 r;
+	bool		 cr = false;	/* a CR ended the last block */
+
+	while (off < j->src_len) {
+		n = j->src_len - off < sizeof(in) ? j->src_len - off :
+		    sizeof(in);
+		if ((r = pread(j->src_fd, in, n, (off_t)off)) <= 0) {
+			if (r == -1 && errno == EINTR)
+				continue;
+			errno = r == 0 ? EIO : errno;
+			return -1;
+		}
+		off += (size_t)r;
+		for (i = o = 0; i < (size_t)r; i++) {
+			if (cr && in[i] != '\n')
+				out[o++] = '\r';
+			cr = in[i] == '\r';
+			if (!cr)
+				out[o++] = in[i];
+		}
+		iov.iov_base = out;
+		iov.iov_len = o;
+		if (write_all(fd, &iov, 1) == -1)
+			return -1;
+	}
+	if (cr) {
+		iov.iov_base = "\r";
+		iov.iov_len = 1;
+		return write_all(fd, &iov, 1);
+	}
+	return 0;
+}
 
 /* Writes one copy into tmp/ and fsyncs it (pool thread). */
 static int
@@ -215,7 +261,9 @@ write_tmp(const struct md_job *j, struct md_copy *c)
 	iov[0].iov_len = strlen(c->head);
 	iov[1].iov_base = j->body.data;
 	iov[1].iov_len = j->body.len;
-	if (write_all(fd, iov, 2) == -1 || fsync(fd) == -1) {
+	if (write_all(fd, iov, j->src_fd == -1 ? 2 : 1) == -1 ||
+	    (j->src_fd != -1 && write_spilled(j, fd) == -1) ||
+	    fsync(fd) == -1) {
 		close(fd);
 		unlink(path);
 		return -1;
@@ -274,6 +322,8 @@ static void
 md_free(struct md_job *j)
 {
 	buf_free(&j->body);
+	if (j->src_fd != -1)
+		close(j->src_fd);
 	free(j->copy);
 	free(j);
 }
@@ -319,9 +369,15 @@ md_job_new(struct session *s, const struct deliver_conf *c)
 
 	if ((j = calloc(1, sizeof(*j))) == NULL)
 		return NULL;
+	j->src_fd = -1;
 	snprintf(j->host, sizeof(j->host), "%s", s->conf->hostname);
+	if (t->msg.mapped) {
+		j->src_fd = fcntl(t->msg.fd, F_DUPFD_CLOEXEC, 0);
+		j->src_len = t->msg.len;
+	}
 	if ((j->copy = calloc(t->naccepted, sizeof(*j->copy))) == NULL ||
-	    deliver_lf(&t->msg, &j->body) == -1) {
+	    (t->msg.mapped ? j->src_fd == -1 : deliver_lf(&t->msg,
+	    &j->body) == -1)) {
 		md_free(j);
 		return NULL;
 	}

@@ -6,11 +6,14 @@
  * reply once the pipeline's verdict is in (command_stage_done()).
  */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,6 +22,17 @@
 #include "session_int.h"
 
 bool	session_shutting_down;
+
+/*
+ * The memory budget for message data (ARCHITECTURE §1): a message being
+ * read holds at most message_memory bytes of RAM, then it is spilled to
+ * an unlinked file under var_dir and only its pages (given back as it
+ * grows) cost memory. Each message in progress reserves message_memory
+ * from the worker's message_memory_budget; when that is spent, new DATA
+ * and BDAT get 452 4.3.1 and the client retries later.
+ */
+static long long	msgmem_reserved;
+static bool		spill_warned;
 
 #define S(x)		(1u << (x))
 #define ANY_CMD		(S(ST_GREET) | S(ST_HELO) | S(ST_MAIL) | S(ST_RCPT))
@@ -481,6 +495,85 @@ cmd_rcpt(struct session *s, struct command *c)
 	session_stage(s, STAGE_RCPT);
 }
 
+/* True when a new message fits in the worker's memory budget. */
+static bool
+msgmem_available(const struct session *s)
+{
+	return msgmem_reserved + s->conf->message_memory <=
+	    s->conf->message_memory_budget;
+}
+
+static void
+msgmem_refused(struct session *s)
+{
+	log_msg(LVL_WARN, s->id, "event=message_budget reserved=%lld "
+	    "budget=%lld", msgmem_reserved, s->conf->message_memory_budget);
+}
+
+void
+txn_release_message(struct txn *t)
+{
+	if (t->msgmem > 0) {
+		msgmem_reserved -= t->msgmem;
+		t->msgmem = 0;
+	}
+	buf_free(&t->msg);
+}
+
+/* Opens an unlinked file for a spilled message; -1 when it cannot. */
+static int
+spill_file(const char *dir)
+{
+	char	path[4096];
+	int	fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd != -1 || (errno != EOPNOTSUPP && errno != EISDIR &&
+	    errno != EINVAL))
+		return fd;
+	/* Without O_TMPFILE: a named file, unlinked at once. */
+	if (snprintf(path, sizeof(path), "%s/spill.XXXXXX", dir) >=
+	    (int)sizeof(path))
+		return -1;
+	if ((fd = mkostemp(path, O_CLOEXEC)) != -1)
+		unlink(path);
+	return fd;
+}
+
+void
+command_data_fed(struct session *s)
+{
+	struct txn	*t = s->txn;
+	int		 fd;
+
+	if (t == NULL || t->msg.data == NULL)
+		return;
+	if (t->msg.mapped) {
+		/* Only the last 64 KiB stay mapped in; the rest is the
+		 * file's (one madvise per 256 KiB taken). */
+		if (t->msg.len > t->msg.dropped + (256u << 10))
+			buf_drop_pages(&t->msg, t->msg.len - (64u << 10));
+		return;
+	}
+	if ((long long)t->msg.len <= s->conf->message_memory ||
+	    t->spill_failed)
+		return;
+	if ((fd = spill_file(s->conf->spool_dir)) == -1 ||
+	    buf_spill(&t->msg, fd) == -1) {
+		/* Kept in memory: service goes on, degraded and loud. */
+		if (!spill_warned)
+			log_msg(LVL_WARN, s->id, "event=spill_failed dir=%s "
+			    "errno=%d", s->conf->spool_dir, errno);
+		spill_warned = true;
+		if (fd != -1)
+			close(fd);
+		t->spill_failed = true;
+		return;
+	}
+	spill_warned = false;
+	log_msg(LVL_DEBUG, s->id, "event=spill bytes=%zu", t->msg.len);
+}
+
 /* Room for the trace header, then the reader takes the client's part. */
 static int
 data_begin(struct session *s, bool dot)
@@ -491,8 +584,10 @@ data_begin(struct session *s, bool dot)
 	struct tm	 tm;
 	const char	*proto;
 
-	buf_free(&t->msg);	/* one message buffer per transaction */
+	txn_release_message(t);	/* one message buffer per transaction */
 	buf_init(&t->msg, (size_t)s->conf->max_message_size + HEADER_ROOM);
+	t->msgmem = s->conf->message_memory;
+	msgmem_reserved += t->msgmem;
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	/* RFC 3848 protocol names. */
@@ -551,6 +646,12 @@ cmd_data(struct session *s, struct command *c)
 	}
 	if (early_data(s))
 		return;
+	if (!msgmem_available(s)) {
+		msgmem_refused(s);
+		reply(s, 452, "4.3.1", "Insufficient system storage; try "
+		    "again later");
+		return;
+	}
 	s->txn->chunked = false;
 	session_stage(s, STAGE_DATA);
 }
@@ -623,6 +724,14 @@ cmd_bdat(struct session *s, struct command *c)
 		    s->txn->nrcpt > 0 ? "No valid recipients" :
 		    "Need RCPT before BDAT");
 
+		chunk_skip(s, &v);
+		return;
+	}
+	if (!msgmem_available(s)) {
+		struct verdict v = verdict_make(V_DEFER, 452, "4.3.1",
+		    "Insufficient system storage; try again later");
+
+		msgmem_refused(s);
 		chunk_skip(s, &v);
 		return;
 	}
@@ -914,6 +1023,17 @@ command_stage_done(struct session *s, enum stage st, struct verdict v)
 			return;
 		if (deny) {
 			reply_verdict(s, &v, NULL, 0);
+			return;
+		}
+		if (!msgmem_available(s)) {
+			/* Spent while the DATA stage ran. */
+			v = verdict_make(V_DEFER, 452, "4.3.1", "Insufficient "
+			    "system storage; try again later");
+			msgmem_refused(s);
+			if (s->txn->chunked)
+				chunk_skip(s, &v);
+			else
+				reply_verdict(s, &v, NULL, 0);
 			return;
 		}
 		if (data_begin(s, !s->txn->chunked) == -1) {

@@ -286,7 +286,7 @@ txn_reset(struct session *s)
 	if (t->backend != NULL)
 		s->ops->queue_abort(s);
 	free(t->rcpts);
-	buf_free(&t->msg);
+	txn_release_message(t);
 	free(t);
 	s->txn = NULL;
 }
@@ -490,12 +490,15 @@ session_read_data(struct session *s, struct evbuffer *in)
 		    v.iov_base, n, &done);
 		s->bdat_left -= (long long)used;
 		evbuffer_drain(in, used);
+		if (s->state == ST_BDAT)
+			command_data_fed(s);
 		if (s->bdat_left == 0)
 			command_data_done(s);
 		return true;
 	}
 	used = data_feed(&s->dr, v.iov_base, n, &done);
 	evbuffer_drain(in, used);
+	command_data_fed(s);
 	if (done)
 		command_data_done(s);
 	return true;

@@ -114,6 +114,8 @@ struct txn {
 	bool			 chunked;	/* BDAT, not DATA */
 	bool			 queue_msg;	/* queue stage has the message */
 	bool			 logged;
+	bool			 spill_failed;	/* kept in memory, logged */
+	long long		 msgmem;	/* reserved of the budget */
 };
 
 struct session_ops {
@@ -137,6 +139,9 @@ struct session_ops {
 struct smtp_conf {
 	char		*hostname;
 	long long	 max_message_size;
+	long long	 message_memory;	/* kept in RAM, then spilled */
+	long long	 message_memory_budget;	/* per worker */
+	const char	*spool_dir;		/* where spills go */
 	long long	 max_recipients;
 	long long	 max_errors;
 	long long	 max_command_line;	/* with CRLF, RFC 5321 4.5.3.1.4 */

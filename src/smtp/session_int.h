@@ -31,6 +31,10 @@ void	command_line(struct session *, char *line, size_t len);
 void	command_stage_done(struct session *, enum stage, struct verdict);
 void	command_queued(struct session *, struct verdict);
 void	command_data_done(struct session *);
+/* Message bytes were taken: spills the message past message_memory. */
+void	command_data_fed(struct session *);
+/* Frees the message and returns its memory reservation. */
+void	txn_release_message(struct txn *);
 /* A refused BDAT chunk has been read: gives its reply. */
 void	command_chunk_skipped(struct session *);
 void	command_greet(struct session *);

@@ -187,3 +187,81 @@ def test_client_x_spam_headers_removed(moat):
     assert b"continued" not in head
     assert b"X-Spammy: kept" in head
     assert b"X-Spam-Status: in the body stays" in body
+
+
+def spilled_files(pid, var_dir):
+    """Unlinked files under var_dir the worker holds open (spills)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(var_dir) and target.endswith("(deleted)"):
+            out.append(target)
+    return out
+
+
+def test_large_message_spills_to_an_unlinked_file(make_moat):
+    """Past message_memory a message lives in an unlinked file under
+    var_dir, not in the worker's memory; it is delivered intact (CRLF
+    turned to LF across block edges), and the file goes with it."""
+    moat = make_moat(workers=1, server={"message_memory": "64k"})
+    worker = moat.worker_pids()[0]
+    var_dir = moat.srv["var_dir"]
+    c = greet(moat.port)
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("DATA", 354)
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz" * 2 + b"\r\n"   # 74 bytes
+    body = message(subject="big").encode() + line * 30000   # ~2.2 MB
+    c.send(body[:len(body) // 2])
+    end = time.time() + 10
+    while not spilled_files(worker, var_dir) and time.time() < end:
+        time.sleep(0.02)
+    assert spilled_files(worker, var_dir), "no spill file while reading"
+    c.send(body[len(body) // 2:] + b".\r\n")
+    assert c.reply()[0] == 250
+    got = moat.delivered("alice")
+    assert len(got) == 1
+    assert got[0].endswith(body.replace(b"\r\n", b"\n"))
+    c.cmd("QUIT", 221)
+    end = time.time() + 5
+    while spilled_files(worker, var_dir) and time.time() < end:
+        time.sleep(0.02)
+    assert spilled_files(worker, var_dir) == []
+
+
+def test_message_memory_budget(make_moat):
+    """Two messages in progress spend a 128k budget of 64k each: a third
+    DATA (and a first BDAT, whose chunk is still read) gets 452 4.3.1;
+    once one ends, DATA is taken again."""
+    moat = make_moat(workers=1, server={"message_memory": "64k",
+                                        "message_memory_budget": "128k"})
+    held = []
+    for _ in range(2):
+        c = greet(moat.port)
+        c.cmd("MAIL FROM:<a@example.org>", 250)
+        c.cmd("RCPT TO:<alice@example.test>", 250)
+        c.cmd("DATA", 354)
+        c.send(message().encode())
+        held.append(c)
+    c = greet(moat.port)
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    code, lines = c.cmd("DATA")
+    assert code == 452 and "4.3.1" in lines[0], lines
+    c.send(b"BDAT 6 LAST\r\nNOOP\r\n")
+    code, lines = c.reply()
+    assert code == 452 and "4.3.1" in lines[0], lines
+    assert c.text("NOOP") == "250 2.0.0 OK"
+    held[0].send(b".\r\n")
+    assert held[0].reply()[0] == 250
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(message().encode() + b".\r\n")
+    assert c.reply()[0] == 250
+    held[1].send(b".\r\n")
+    assert held[1].reply()[0] == 250
+    assert len(moat.delivered("alice")) == 3
