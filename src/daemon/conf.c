@@ -66,7 +66,7 @@ const struct opt server_opts[] = {
 	    "text after ESMTP in the greeting" },
 	{ "max_message_size", OPT_SIZE, "25M", 1024, LIMIT_MESSAGE_SIZE_MAX,
 	    SMTP(max_message_size), "largest message (RFC 1870 SIZE)" },
-	{ "message_memory", OPT_SIZE, "1M", 64 * 1024, 1024LL * 1024 * 1024,
+	{ "message_memory", OPT_SIZE, "256K", 64 * 1024, 1024LL * 1024 * 1024,
 	    SMTP(message_memory), "bytes of a message kept in memory; past "
 	    "it the message is spilled to an unlinked file under var_dir" },
 	{ "message_memory_budget", OPT_SIZE, "256M", 64 * 1024,
