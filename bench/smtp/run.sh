@@ -5,6 +5,7 @@
 #   bench/smtp/run.sh smoke
 #   bench/smtp/run.sh throughput --suts moat,haraka,postfix,qpsmtpd-forkserver
 #   bench/smtp/run.sh idle --suts moat --n 10000
+#   MOAT_BASELINE=/tmp/old bench/smtp/run.sh throughput --suts moat,moat-base
 #
 # The harness is used from a scratch copy under /tmp (it reads SUTs from its
 # own folder); nothing of it is kept in this repository. Results of every
@@ -23,6 +24,13 @@ mkdir -p "$WORK/results"
 rm -rf "$WORK/harness/results"
 ln -s "$WORK/results" "$WORK/harness/results"
 sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat.sut.in" > "$WORK/harness/suts/moat.sut"
+# MOAT_BASELINE=<another checkout, built>: it runs too, as SUT moat-base,
+# so a change is measured against what it changes in the same run.
+if [ -n "${MOAT_BASELINE:-}" ]; then
+	sed -e "s#@ROOT@#$MOAT_BASELINE#g" -e 's/^port = .*/port = 12531/' \
+	    -e 's/^description = moat/description = moat baseline/' \
+	    "$ROOT/bench/smtp/moat.sut.in" > "$WORK/harness/suts/moat-base.sut"
+fi
 # Haraka comes from the npm registry, installed once and reused.
 if [ ! -d "$WORK/haraka-npm/node_modules/Haraka" ] && command -v npm >/dev/null; then
 	mkdir -p "$WORK/haraka-npm"

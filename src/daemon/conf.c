@@ -90,6 +90,14 @@ const struct opt server_opts[] = {
 	    "seconds to wait for a command (RFC 5321 4.5.3.2.7)" },
 	{ "timeout_data", OPT_INT, "180", 1, 3600, SMTP(timeout_data),
 	    "seconds to wait for each block of message data (4.5.3.2.5)" },
+	{ "deadline_command", OPT_INT, "300", 1, 3600,
+	    SMTP(deadline_command), "seconds a command line may take to "
+	    "arrive, however slowly its bytes trickle in" },
+	{ "deadline_message", OPT_INT, "1800", 1, 86400,
+	    SMTP(deadline_message), "seconds a whole message (DATA, or BDAT "
+	    "to LAST) may take" },
+	{ "deadline_tls_handshake", OPT_INT, "60", 1, 600,
+	    SMTP(deadline_tls), "seconds a STARTTLS handshake may take" },
 	{ "timeout_filter", OPT_INT, "30", 1, 600, SMTP(timeout_filter),
 	    "seconds a pending check may take before its fail mode" },
 	{ "delay_deny", OPT_BOOL, "yes", 0, 0, SMTP(delay_deny),

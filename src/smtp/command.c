@@ -609,6 +609,7 @@ data_begin(struct session *s, bool dot)
 	if (buf_printf(&t->msg, ";\r\n\t%s\r\n", date) == -1)
 		return -1;
 	t->msg_start = t->msg.len;
+	session_deadline_message(s, true);
 	data_init(&s->dr, &t->msg, dot, (size_t)s->conf->max_message_size,
 	    (size_t)s->conf->max_line, (size_t)s->conf->max_header_lines);
 	clock_gettime(CLOCK_REALTIME, &t->t_data);
@@ -821,6 +822,7 @@ cmd_starttls(struct session *s, struct command *c)
 	s->helo[0] = '\0';
 	s->esmtp = false;
 	session_set_state(s, ST_TLS);
+	session_deadline_tls(s, true);
 }
 
 /*
@@ -865,6 +867,7 @@ data_end(struct session *s)
 	int		 code = 550;
 
 	clock_gettime(CLOCK_REALTIME, &t->t_data_end);
+	session_deadline_message(s, false);
 	t->data_flags = f;
 	session_set_state(s, ST_HELO);
 	if (f & DATA_TOO_BIG) {

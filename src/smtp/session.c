@@ -53,6 +53,7 @@ static uint32_t		 id_counter;
 
 static void	session_process(struct session *);
 static void	session_maybe_free(struct session *);
+static void	session_free(struct session *);
 static void	session_finish_input(struct session *);
 static void	session_timer_ms(struct session *, long long,
 		    void (*)(struct session *));
@@ -288,6 +289,8 @@ txn_reset(struct session *s)
 	free(t->rcpts);
 	txn_release_message(t);
 	free(t);
+	if (s->msg_due != 0)
+		session_deadline_message(s, false);
 	s->txn = NULL;
 }
 
@@ -309,6 +312,100 @@ void
 session_timer(struct session *s, long long secs, void (*cb)(struct session *))
 {
 	session_timer_ms(s, secs * 1000, cb);
+}
+
+/* Monotonic milliseconds. */
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Arms the deadline timer at the nearest of line_due and msg_due. */
+static void
+deadline_arm(struct session *s)
+{
+	long long	next = s->line_due, left;
+	struct timeval	tv;
+
+	if (s->msg_due != 0 && (next == 0 || s->msg_due < next))
+		next = s->msg_due;
+	if (next == 0) {
+		evtimer_del(s->deadline);
+		return;
+	}
+	left = next - mono_ms();
+	if (left < 1)
+		left = 1;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+	evtimer_add(s->deadline, &tv);
+}
+
+static void
+deadline_line(struct session *s, long long secs)
+{
+	long long due = secs > 0 ? mono_ms() + secs * 1000 : 0;
+
+	if ((due == 0) == (s->line_due == 0))
+		return;		/* unchanged: no re-arm per read */
+	s->line_due = due;
+	deadline_arm(s);
+}
+
+void
+session_deadline_message(struct session *s, bool on)
+{
+	s->msg_due = on ? mono_ms() + s->conf->deadline_message * 1000 : 0;
+	deadline_arm(s);
+}
+
+void
+session_deadline_tls(struct session *s, bool on)
+{
+	s->line_due = on ? mono_ms() + s->conf->deadline_tls * 1000 : 0;
+	deadline_arm(s);
+}
+
+/*
+ * A deadline passed: idle timeouts only bound the gap between two reads,
+ * so a client trickling one byte at a time could hold a command line, a
+ * message or a TLS handshake open without end. A command or a message
+ * gets 421 and the session closes; a stalled handshake is dropped at
+ * once (no reply could reach the client in clear any more).
+ */
+static void
+deadline_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct session	*s = arg;
+	long long	 now = mono_ms();
+	const char	*kind;
+
+	(void)fd;
+	(void)what;
+	if ((s->line_due == 0 || now < s->line_due) && (s->msg_due == 0 ||
+	    now < s->msg_due)) {
+		deadline_arm(s);
+		return;
+	}
+	kind = s->msg_due != 0 && now >= s->msg_due ? "message" :
+	    s->state == ST_TLS ? "tls_handshake" : "command";
+	s->line_due = s->msg_due = 0;
+	log_msg(LVL_INFO, s->id, "event=deadline kind=%s state=%s", kind,
+	    state_names[s->state]);
+	if (s->state == ST_TLS) {
+		session_free(s);
+		return;
+	}
+	if (s->state != ST_QUIT) {
+		reply(s, 421, "4.4.2", "%s Deadline exceeded, closing",
+		    s->conf->hostname);
+		session_quit(s);
+	}
+	session_maybe_free(s);
 }
 
 static void
@@ -543,6 +640,7 @@ session_read_line(struct session *s, struct evbuffer *in)
 	}
 	/* One worker, one loop: a static line buffer is never shared. */
 	evbuffer_remove(in, line, (size_t)eol.pos + eol_len);
+	deadline_line(s, 0);		/* the next line has its own */
 	line[eol.pos] = '\0';
 	command_line(s, line, (size_t)eol.pos);
 	return true;
@@ -570,6 +668,12 @@ session_process(struct session *s)
 			break;
 	}
 	s->in_process = false;
+	/* Part of a command line is in: it has deadline_command to end. */
+	if (s->state != ST_TLS)
+		deadline_line(s, state_reads(s->state) &&
+		    !state_reads_data(s->state) && !session_out_full(s) &&
+		    evbuffer_get_length(in) > 0 ? s->conf->deadline_command :
+		    0);
 	session_timeouts(s);
 }
 
@@ -595,6 +699,7 @@ session_free(struct session *s)
 	log_msg(LVL_INFO, s->id, "event=close ip=%s messages=%u", s->ip,
 	    s->messages);
 	s->ops->closed(s);
+	event_free(s->deadline);
 	event_free(s->timer);
 	bufferevent_free(s->bev);
 	free(s);
@@ -719,6 +824,7 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		/* TLS handshake done (RFC 3207 §4.2: a fresh start). */
 		if (s->state == ST_TLS) {
+			session_deadline_tls(s, false);
 			session_set_state(s, ST_GREET);
 			session_continue(s);	/* may free s */
 		}
@@ -781,7 +887,10 @@ session_new(struct event_base *base, struct bufferevent *bev,
 		bufferevent_free(bev);
 		return NULL;
 	}
-	if ((s->timer = evtimer_new(base, timer_fired, s)) == NULL) {
+	if ((s->timer = evtimer_new(base, timer_fired, s)) == NULL ||
+	    (s->deadline = evtimer_new(base, deadline_fired, s)) == NULL) {
+		if (s->timer != NULL)
+			event_free(s->timer);
 		bufferevent_free(bev);
 		free(s);
 		return NULL;

@@ -150,6 +150,10 @@ struct smtp_conf {
 	long long	 timeout_command;
 	long long	 timeout_data;
 	long long	 timeout_filter;	/* a pending filter or queue step */
+	/* Deadlines: whole units, however slowly the bytes trickle in. */
+	long long	 deadline_command;	/* one command line */
+	long long	 deadline_message;	/* DATA, or BDAT to LAST */
+	long long	 deadline_tls;		/* a STARTTLS handshake */
 	bool		 delay_deny;
 	bool		 smtputf8;
 	bool		 chunking;
@@ -163,6 +167,10 @@ struct session {
 	struct event_base	*base;
 	struct bufferevent	*bev;
 	struct event		*timer;		/* pending-step timeout */
+	/* One timer for the deadlines (monotonic ms, 0: none): the line
+	 * (or TLS handshake) under way and the message under way. */
+	struct event		*deadline;
+	long long		 line_due, msg_due;
 	const struct smtp_conf	*conf;
 	const struct session_ops *ops;
 	struct ssl_ctx_st	*tls_ctx;	/* NULL: no STARTTLS */

@@ -49,6 +49,10 @@ double	timespec_ms(const struct timespec *from, const struct timespec *to);
 void	session_flush(struct session *);
 /* Attaches callbacks to the session's (new) bufferevent. */
 void	session_attach(struct session *, struct bufferevent *);
+/* Deadlines (session.c): starts the message's (DATA/BDAT) or the TLS
+ * handshake's; ends both the message's and the line's on 0. */
+void	session_deadline_message(struct session *, bool on);
+void	session_deadline_tls(struct session *, bool on);
 /* Set once the worker is shutting down: idle sessions get 421. */
 extern bool	session_shutting_down;
 

@@ -166,7 +166,8 @@ static const struct session_ops ops = {
 
 static struct smtp_conf conf = {
 	.hostname = "fuzz.example", .banner = "moat", .message_memory = 2048, .message_memory_budget = 1 << 30,
-	.spool_dir = "/tmp", .max_message_size =
+	.spool_dir = "/tmp", .deadline_command = 300,
+	.deadline_message = 1800, .deadline_tls = 60, .max_message_size =
 	4096, .max_recipients = 5, .max_errors = 20, .max_line = 1000,
 	.max_command_line = 512, .max_header_lines = 50,
 	.timeout_command = 30, .timeout_data = 30, .timeout_filter = 30,

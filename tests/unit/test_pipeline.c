@@ -178,7 +178,8 @@ static const struct session_ops ops = {
 
 static struct smtp_conf conf = {
 	.hostname = "test.example", .banner = "moat", .message_memory = 65536, .message_memory_budget = 1 << 30,
-	.spool_dir = "/tmp", .max_message_size =
+	.spool_dir = "/tmp", .deadline_command = 300,
+	.deadline_message = 1800, .deadline_tls = 60, .max_message_size =
 	1 << 20, .max_recipients = 100, .max_errors = 10, .max_line = 1000,
 	.max_command_line = 1024,
 	.max_header_lines = 1000, .timeout_command = 30, .timeout_data = 30,
