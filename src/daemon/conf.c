@@ -54,6 +54,9 @@ const struct opt server_opts[] = {
 	    "simultaneous connections from one client address" },
 	{ "drain_timeout", OPT_INT, "30", 0, 3600, SRV(drain_timeout),
 	    "seconds sessions may finish after SIGTERM or reload" },
+	{ "worker_heartbeat_timeout", OPT_INT, "10", 0, 3600,
+	    SRV(heartbeat_timeout), "seconds a worker's loop may go without "
+	    "a heartbeat before the master kills and replaces it (0: never)" },
 	{ "local_domains", OPT_STR, "", 0, 0, SRV(local_domains),
 	    "domains we accept mail for, blank-separated" },
 	{ "rcpthosts", OPT_PATH, "", 0, 0, SRV(rcpthosts),
@@ -194,6 +197,42 @@ where_is(const struct load_ctx *lc, const char *sect, char *out, size_t n)
 	snprintf(out, n, "%s", lc->cf->path);
 }
 
+/* "mode = enforce|observe", a key every filter section has. */
+static int
+set_mode(struct policy *p, const struct filter *f, const char *val,
+    char *err, size_t errlen)
+{
+	if (strcmp(val, "observe") == 0)
+		p->observe[filter_index(f)] = true;
+	else if (strcmp(val, "enforce") == 0)
+		p->observe[filter_index(f)] = false;
+	else {
+		snprintf(err, errlen, "mode: '%s' is not enforce or observe",
+		    val);
+		return -1;
+	}
+	return 0;
+}
+
+/* A [pipeline] deadline in milliseconds: 1..60000. */
+static int
+set_deadline(long long *out, const char *key, const char *val, char *err,
+    size_t errlen)
+{
+	char		*end;
+	long long	 v;
+
+	errno = 0;
+	v = strtoll(val, &end, 10);
+	if (errno != 0 || end == val || *end != '\0' || v < 1 || v > 60000) {
+		snprintf(err, errlen, "%s: '%s' is not a number of "
+		    "milliseconds from 1 to 60000", key, val);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 on_key(void *ctx, const char *sect, const char *key, const char *val,
     int line, char *err, size_t errlen)
@@ -210,6 +249,12 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 		return set_checked(deliver_opts, def->delivery, sect, key,
 		    val, lc->dir, err, errlen);
 	if (strcmp(sect, "pipeline") == 0) {
+		if (strcmp(key, "deadline_rcpt") == 0)
+			return set_deadline(&lc->cf->pl->deadline_rcpt, key,
+			    val, err, errlen);
+		if (strcmp(key, "deadline_other") == 0)
+			return set_deadline(&lc->cf->pl->deadline_other, key,
+			    val, err, errlen);
 		if (strcmp(key, "filters") != 0) {
 			snprintf(err, errlen, "unknown key '%s' in "
 			    "[pipeline]", key);
@@ -231,9 +276,12 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 		}
 		return add_override(lc, d, key, val, line);
 	}
-	if ((f = filter_find(sect)) != NULL)
+	if ((f = filter_find(sect)) != NULL) {
+		if (strcmp(key, "mode") == 0)
+			return set_mode(def, f, val, err, errlen);
 		return set_checked(f->opts, def->conf[filter_index(f)], sect,
 		    key, val, lc->dir, err, errlen);
+	}
 	snprintf(err, errlen, "unknown section [%s]", sect);
 	return -1;
 }
@@ -318,6 +366,17 @@ apply_overrides(struct load_ctx *lc, char *err, size_t errlen)
 		if ((p = policy_of(lc->cf->pl, o->domain)) == NULL)
 			return -1;
 		dot = strchr(o->key, '.');
+		if (dot == NULL && strcmp(o->key, "observe") == 0) {
+			/* The whole policy logs and changes nothing. */
+			if (strcmp(o->value, "yes") != 0 &&
+			    strcmp(o->value, "no") != 0) {
+				snprintf(msg, sizeof(msg), "observe: '%s' is "
+				    "not yes or no", o->value);
+				goto bad;
+			}
+			p->observe_all = strcmp(o->value, "yes") == 0;
+			continue;
+		}
 		if (dot == NULL || (size_t)(dot - o->key) >= sizeof(name)) {
 			snprintf(msg, sizeof(msg), "'%s': expected "
 			    "filter.key or delivery.key", o->key);
@@ -328,7 +387,10 @@ apply_overrides(struct load_ctx *lc, char *err, size_t errlen)
 		if (strcmp(name, "delivery") == 0)
 			r = set_checked(deliver_opts, p->delivery, name,
 			    dot + 1, o->value, lc->dir, msg, sizeof(msg));
-		else if ((f = filter_find(name)) != NULL)
+		else if ((f = filter_find(name)) != NULL &&
+		    strcmp(dot + 1, "mode") == 0)
+			r = set_mode(p, f, o->value, msg, sizeof(msg));
+		else if (f != NULL)
 			r = set_checked(f->opts, p->conf[filter_index(f)],
 			    name, dot + 1, o->value, lc->dir, msg,
 			    sizeof(msg));

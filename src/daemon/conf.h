@@ -25,6 +25,7 @@ struct server_conf {
 	long long	 listen_backlog;
 	long long	 max_per_ip;
 	long long	 drain_timeout;
+	long long	 heartbeat_timeout;	/* worker_heartbeat_timeout */
 	char		*local_domains;
 	char		*rcpthosts;
 	char		*morercpthosts;
