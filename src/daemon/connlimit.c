@@ -31,7 +31,8 @@ struct cl_region {
 };
 
 static struct cl_region	*regions;
-static int		 nregions;	/* slots in use: 2 x workers */
+static int		 nregions;	/* regions in use: one per m_procs entry,
+					 * GENERATIONS x workers (master.c) */
 static int		 my_slot;
 
 int

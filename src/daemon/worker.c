@@ -7,6 +7,7 @@
  * A worker whose master is gone drains the same way, within a shorter
  * bound (see orphaned).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -69,9 +71,25 @@ static const struct session_ops worker_ops = {
 	.closed = on_closed,
 };
 
+/*
+ * A refused connection has no session, but its log lines get an id all
+ * the same, made as session.c makes one (seconds, pid, a 16-bit count).
+ * Sessions count up from 1 and refusals down from 0xffff, so the two
+ * meet only past 65,536 connections in one second of one worker, when
+ * session ids themselves repeat.
+ */
+static uint64_t
+refused_id(void)
+{
+	static uint16_t	n;
+
+	return ((uint64_t)time(NULL) << 32) |
+	    ((uint64_t)(getpid() & 0xffff) << 16) | (uint16_t)(0xffff - n++);
+}
+
 /* A refused connection gets one line and is closed (RFC 5321 §3.1). */
 static void
-refuse(evutil_socket_t fd, const struct sockaddr *sa, const char *why)
+refuse(evutil_socket_t fd, uint64_t id, const char *ip, const char *why)
 {
 	char	line[256];
 	int	n;
@@ -79,27 +97,49 @@ refuse(evutil_socket_t fd, const struct sockaddr *sa, const char *why)
 	n = snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections%s,"
 	    " try again later\r\n", w_cf->server.smtp.hostname,
 	    strcmp(why, "max_per_ip") == 0 ? " from your address" : "");
-	(void)!write(fd, line, (size_t)n);
-	(void)sa;
-	log_msg(LVL_INFO, 0, "event=refused reason=%s", why);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!write(fd, line, (size_t)n);
+	log_msg(LVL_INFO, id, "event=refused ip=%s reason=%s", ip, why);
 	evutil_closesocket(fd);
 }
 
+/* The JSON line of a refusal: the head every JSON line has (time, event,
+ * session, ip; see txnlog.c's json_head), then the reason. */
 static void
-refused_json(const struct sockaddr *sa, const char *why)
+refused_json(uint64_t id, const char *ip, const char *why)
 {
 	struct buf	b;
-	char		ip[64] = "";
+	struct timespec	ts;
+	struct tm	tm;
+	char		when[32];
 
-	evutil_inet_ntop(sa->sa_family, sa->sa_family == AF_INET6 ?
-	    (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->
-	    sin6_addr : (const void *)&((const struct sockaddr_in *)
-	    (const void *)sa)->sin_addr, ip, sizeof(ip));
+	if (!log_json_enabled())
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	buf_init(&b, 1024);
-	buf_printf(&b, "{\"event\":\"refused\",\"ip\":\"%s\",\"reason\":"
-	    "\"%s\"}", ip, why);
-	log_json(&b);
+	if (buf_printf(&b, "{\"time\":\"%s.%03ldZ\",\"event\":\"refused\","
+	    "\"session\":\"%016llx\",\"ip\":\"%s\",\"reason\":\"%s\"}",
+	    when, ts.tv_nsec / 1000000, (unsigned long long)id, ip, why) == 0)
+		log_json(&b);
+	else
+		log_msg(LVL_WARN, id, "json refused line lost");
 	buf_free(&b);
+}
+
+/* The client's address as text (an address, never client input). */
+static void
+peer_ip(const struct sockaddr *sa, char *ip, size_t len)
+{
+	const void *a;
+
+	if (sa->sa_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	else
+		a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (evutil_inet_ntop(sa->sa_family, a, ip, len) == NULL)
+		snprintf(ip, len, "unknown");
 }
 
 static void
@@ -115,8 +155,12 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)arg;
 	if (!connlimit_enter(sa, w_cf->server.max_connections,
 	    w_cf->server.max_per_ip, &why)) {
-		refused_json(sa, why);
-		refuse(fd, sa, why);
+		uint64_t	id = refused_id();
+		char		ip[INET6_ADDRSTRLEN];
+
+		peer_ip(sa, ip, sizeof(ip));
+		refused_json(id, ip, why);
+		refuse(fd, id, ip, why);
 		return;
 	}
 	getsockname(fd, (struct sockaddr *)&local, &llen);

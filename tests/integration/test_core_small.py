@@ -222,10 +222,6 @@ def test_json_8bit_headers_are_strict_json(make_moat):
     assert b"\xe9" not in raw.replace("é".encode(), b"")
 
 
-@pytest.mark.xfail(reason="the max_per_ip/max_connections refused line is "
-                   "written by refused_json() in src/daemon/worker.c, not "
-                   "by txnlog_refused (which has time and session); "
-                   "worker.c is another engineer's file", strict=False)
 def test_json_refused_lines_have_time_and_session(make_moat):
     """Every JSON line carries time and session, refused ones included."""
     m = make_moat(server={"max_per_ip": "1"}, workers=1)
