@@ -5,6 +5,7 @@
  * before the filter sections they override) and applied afterwards to a
  * copy of the default policy, keeping their line numbers for errors.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -325,6 +326,8 @@ policy_copy(const struct policy *def, const char *domain)
 		memcpy(p->conf[i], def->conf[i], n);
 		opt_copy(filter_registry[i]->opts, p->conf[i], def->conf[i]);
 	}
+	memcpy(p->observe, def->observe, sizeof(p->observe));
+	p->observe_all = def->observe_all;
 	if ((p->delivery = malloc(sizeof(struct deliver_conf))) != NULL) {
 		memcpy(p->delivery, def->delivery,
 		    sizeof(struct deliver_conf));
@@ -592,6 +595,10 @@ conf_load(const char *path, char *err, size_t errlen)
 		conf_free(cf);
 		return NULL;
 	}
+	/* How long a decision waits for evidence still being looked up
+	 * (filter_wait): at RCPT, and at the other stages. */
+	cf->pl->deadline_rcpt = 3000;
+	cf->pl->deadline_other = 1000;
 	snprintf(tmp, sizeof(tmp), "%s", path);
 	dir = dirname(tmp);
 	cf->path = strdup(path);

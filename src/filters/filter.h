@@ -37,6 +37,11 @@ struct filter_call {
 	void			*state;	/* what init() loaded */
 	const struct policy	*policy;
 	struct step_token	 step;	/* names this call for filter_resume */
+	/* Called again after filter_wait(): true when the wait ended at
+	 * its deadline (work still pending counts as no data). */
+	bool			 late;
+	/* The filter's per-session data (filter_data_set), or NULL. */
+	void			*data;
 };
 
 typedef struct verdict (*filter_hook)(struct filter_call *);
@@ -55,6 +60,10 @@ struct filter {
 	filter_hook		 hook[STAGE_COUNT];
 	/* Drops async work of a pending hook (timeout or disconnect). */
 	void			(*cancel)(struct filter_call *);
+	/* Frees the filter's per-session data at the end of the session,
+	 * cancelling any work still in flight for it (no callback of that
+	 * work may run afterwards). */
+	void			(*data_free)(void *data);
 	enum fail_mode		 fail;
 };
 
@@ -67,5 +76,31 @@ size_t			 filter_index(const struct filter *);
 
 /* Completes the PENDING hook call named by tok; dropped when stale. */
 void	filter_resume(struct step_token tok, struct verdict);
+
+/*
+ * Evidence early, decisions where they belong (ARCHITECTURE §2). A filter
+ * may start work at one stage (lookups at connect) without holding the
+ * session: it keeps its results in per-session data and counts the work
+ * in flight. A later hook (RCPT) that needs the results and finds work
+ * still pending returns filter_wait(): the session waits until the
+ * filter's work count reaches zero or the deadline passes, and the same
+ * hook is called again (c->late says the deadline passed; what is still
+ * pending then counts as no data).
+ */
+/* The filter's per-session data; set once, freed by f->data_free. */
+void	*filter_data(struct session *, const struct filter *);
+int	 filter_data_set(struct session *, const struct filter *, void *);
+/* Counts work started for the session (a lookup) and its end. */
+void	 filter_work_add(struct session *, const struct filter *);
+void	 filter_work_done(struct session *, const struct filter *);
+unsigned filter_work_pending(struct session *, const struct filter *);
+/* In a hook: wait for this filter's work, at most deadline_ms. */
+struct verdict filter_wait(struct filter_call *, long long deadline_ms);
+/* Records evidence on the session: what a check saw and its weight,
+ * logged in the JSON line of every transaction of the session (and in
+ * moatctl explain). name is static or config storage. */
+void	 filter_evidence(struct session *, const struct filter *,
+	    const char *name, double score, double ms, const char *fmt, ...)
+	    __attribute__((format(printf, 6, 7)));
 
 #endif

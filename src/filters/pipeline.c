@@ -9,6 +9,8 @@
  * than taken for the hook pending now. Verdicts of the early stages are applied
  * by the session (delay-deny); here every hook is only asked once.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <string.h>
@@ -69,6 +71,101 @@ stage_policy(struct session *s, enum stage st)
 	return pipeline_active->def;
 }
 
+/* The pipeline's per-session data: each filter's data and work count. */
+struct pl_session {
+	void		*data[FILTER_MAX + 1];	/* + unregistered (tests) */
+	unsigned	 work[FILTER_MAX + 1];
+	long long	 wait_ms;		/* of the hook waiting now */
+};
+
+static struct pl_session *
+pl_session(struct session *s, bool make)
+{
+	if (s->pl_data == NULL && make)
+		s->pl_data = calloc(1, sizeof(struct pl_session));
+	return s->pl_data;
+}
+
+void *
+filter_data(struct session *s, const struct filter *f)
+{
+	struct pl_session *ps = pl_session(s, false);
+
+	return ps != NULL ? ps->data[filter_index(f)] : NULL;
+}
+
+int
+filter_data_set(struct session *s, const struct filter *f, void *data)
+{
+	struct pl_session *ps = pl_session(s, true);
+
+	if (ps == NULL)
+		return -1;
+	ps->data[filter_index(f)] = data;
+	return 0;
+}
+
+unsigned
+filter_work_pending(struct session *s, const struct filter *f)
+{
+	struct pl_session *ps = pl_session(s, false);
+
+	return ps != NULL ? ps->work[filter_index(f)] : 0;
+}
+
+void
+filter_work_add(struct session *s, const struct filter *f)
+{
+	struct pl_session *ps = pl_session(s, true);
+
+	if (ps != NULL)
+		ps->work[filter_index(f)]++;
+}
+
+static void	pipeline_rerun(struct session *, bool late);
+
+void
+filter_work_done(struct session *s, const struct filter *f)
+{
+	struct pl_session	*ps = pl_session(s, false);
+	size_t			 k = filter_index(f);
+
+	if (ps == NULL || ps->work[k] == 0)
+		return;
+	/* The last piece of work in: a hook of this filter that waits for
+	 * it is called again. */
+	if (--ps->work[k] == 0 && s->pl_waiting && s->state == ST_WAIT &&
+	    s->pending < STAGE_QUEUE && s->pl_index < pipeline_active->n &&
+	    pipeline_active->order[s->pl_index] == f)
+		pipeline_rerun(s, false);
+}
+
+void
+filter_evidence(struct session *s, const struct filter *f, const char *name,
+    double score, double ms, const char *fmt, ...)
+{
+	struct evidence	*e;
+	va_list		 ap;
+
+	if (s->sev == NULL && (s->sev = calloc(1, sizeof(*s->sev))) == NULL)
+		return;
+	if (s->sev->nev >= LIMIT_EVIDENCE) {
+		s->sev->dropped++;
+		return;
+	}
+	e = &s->sev->ev[s->sev->nev++];
+	e->filter = f->name;
+	e->name = name;
+	e->score = score;
+	e->ms = ms;
+	va_start(ap, fmt);
+	vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
+	va_end(ap);
+	log_msg(LVL_DEBUG, s->id, "event=evidence filter=%s name=%s "
+	    "score=%.2f ms=%.1f detail=\"%s\"", f->name, name, score, ms,
+	    e->detail);
+}
+
 static void
 call_init(struct filter_call *c, struct session *s, const struct filter *f,
     const struct policy *p)
@@ -80,6 +177,25 @@ call_init(struct filter_call *c, struct session *s, const struct filter *f,
 	c->state = p->state[i];
 	c->policy = p;
 	c->step = session_step(s);
+	c->late = false;
+	c->data = filter_data(s, f);
+}
+
+struct verdict
+filter_wait(struct filter_call *c, long long deadline_ms)
+{
+	struct session *s = c->s;
+
+	if (c->late || filter_work_pending(s, pipeline_active->order[
+	    s->pl_index]) == 0)
+		return VERDICT(V_CONTINUE);	/* nothing (more) to wait for */
+	if (deadline_ms <= 0)
+		deadline_ms = s->pending == STAGE_RCPT ?
+		    pipeline_active->deadline_rcpt :
+		    pipeline_active->deadline_other;
+	s->pl_waiting = true;
+	((struct pl_session *)s->pl_data)->wait_ms = deadline_ms;
+	return VERDICT(V_PENDING);
 }
 
 static void	pipeline_run(struct session *);
@@ -107,6 +223,79 @@ pipeline_timeout(struct session *s)
 	session_resume(s->id, v);
 }
 
+/* A filter_wait() deadline passed: the hook decides with what it has. */
+static void
+pipeline_wait_expired(struct session *s)
+{
+	log_msg(LVL_INFO, s->id, "event=evidence_deadline filter=%s "
+	    "stage=%s pending=%u", pipeline_active->order[s->pl_index]->name,
+	    stage_names[s->pending], filter_work_pending(s,
+	    pipeline_active->order[s->pl_index]));
+	pipeline_rerun(s, true);
+}
+
+/* True when the filter runs in observe mode under the policy. */
+static bool
+observing(const struct policy *p, const struct filter *f)
+{
+	return p->observe_all || p->observe[filter_index(f)];
+}
+
+/*
+ * Observe mode: a refusal is logged (would_reject in the JSON line) and
+ * turned into no opinion; an ACCEPT into no opinion too, so an observed
+ * allow-list skips nothing.
+ */
+static struct verdict
+observe(struct session *s, const struct filter *f, enum stage st,
+    struct verdict v)
+{
+	struct would	*w;
+	int		 code = v.smtp;
+	bool		 temp = v.code == V_DEFER;
+
+	if (v.code == V_ACCEPT)
+		return VERDICT(V_CONTINUE);
+	if (s->sev == NULL && (s->sev = calloc(1, sizeof(*s->sev))) == NULL)
+		return VERDICT(V_CONTINUE);
+	if (code == 0)
+		code = temp ? 451 : 550;
+	log_msg(LVL_INFO, s->id, "event=would_reject filter=%s stage=%s "
+	    "code=%d text=\"%s\"", f->name, stage_names[st], code,
+	    v.text != NULL ? v.text : "");
+	if (s->sev->nw >= LIMIT_WOULD)
+		return VERDICT(V_CONTINUE);
+	w = &s->sev->w[s->sev->nw++];
+	w->filter = f->name;
+	w->stage = st;
+	w->txn = s->txn != NULL ? s->txn->seq : 0;
+	snprintf(w->rcpt, sizeof(w->rcpt), "%.*s", (int)sizeof(w->rcpt) - 1,
+	    st == STAGE_RCPT && s->txn != NULL && s->txn->cur != NULL ?
+	    s->txn->cur->addr : "");
+	snprintf(w->reply, sizeof(w->reply), "%d %s %.*s", code,
+	    v.esc != NULL ? v.esc : temp ? "4.7.1" : "5.7.1",
+	    (int)sizeof(w->reply) - 12, v.text != NULL ? v.text : temp ?
+	    "Try again later" : "Rejected by policy");
+	return VERDICT(V_CONTINUE);
+}
+
+/* One hook's verdict: true when the stage goes on to the next filter. */
+static bool
+pipeline_verdict(struct session *s, const struct filter *f,
+    const struct policy *p, struct verdict v)
+{
+	if (v.code == V_PENDING)	/* not a completion's answer */
+		v = VERDICT(V_CONTINUE);
+	if (v.code != V_CONTINUE && observing(p, f))
+		v = observe(s, f, s->pending, v);
+	if (v.code != V_CONTINUE) {
+		v.by = f->name;
+		session_resume(s->id, v);
+		return false;
+	}
+	return true;
+}
+
 static void
 pipeline_run(struct session *s)
 {
@@ -122,50 +311,90 @@ pipeline_run(struct session *s)
 		if (f->hook[st] == NULL)
 			continue;
 		(void)session_step_begin(s);
+		s->pl_waiting = false;
 		call_init(&c, s, f, p);
 		v = f->hook[st](&c);
 		if (v.code == V_PENDING) {
-			session_timer(s, pl->timeout, pipeline_timeout);
+			/* filter_wait() armed its deadline; a plain
+			 * PENDING gets the filter timeout. */
+			if (s->pl_waiting)
+				session_timer_ms(s, ((struct pl_session *)
+				    s->pl_data)->wait_ms,
+				    pipeline_wait_expired);
+			else
+				session_timer(s, pl->timeout,
+				    pipeline_timeout);
 			return;
 		}
-		if (v.code != V_CONTINUE) {
-			v.by = f->name;
-			session_resume(s->id, v);
+		if (!pipeline_verdict(s, f, p, v))
 			return;
-		}
 	}
 	session_resume(s->id, VERDICT(V_CONTINUE));
+}
+
+/* The waiting hook is called again (its work is in, or late). */
+static void
+pipeline_rerun(struct session *s, bool late)
+{
+	const struct filter	*f = pipeline_active->order[s->pl_index];
+	const struct policy	*p = stage_policy(s, s->pending);
+	struct filter_call	 c;
+	struct verdict		 v;
+
+	session_timer(s, 0, NULL);
+	s->pl_waiting = false;
+	(void)session_step_begin(s);
+	call_init(&c, s, f, p);
+	c.late = late;
+	v = f->hook[s->pending](&c);
+	if (v.code == V_PENDING && s->pl_waiting) {
+		/* Still waiting (more work was started): once more. */
+		session_timer_ms(s, ((struct pl_session *)s->pl_data)->wait_ms,
+		    pipeline_wait_expired);
+		return;
+	}
+	if (v.code == V_PENDING) {
+		session_timer(s, pipeline_active->timeout, pipeline_timeout);
+		return;
+	}
+	if (!pipeline_verdict(s, f, p, v))
+		return;
+	s->pl_index++;
+	pipeline_run(s);
 }
 
 void
 filter_resume(struct step_token tok, struct verdict v)
 {
-	struct session *s = session_find(tok.sid);
+	struct session		*s = session_find(tok.sid);
+	const struct filter	*f;
+	const struct policy	*p;
 
 	if (!session_step_live(s, tok) || s->pending >= STAGE_QUEUE) {
 		log_msg(LVL_DEBUG, tok.sid, "event=stale_completion");
 		return;		/* gone, timed out, or moved on */
 	}
 	session_timer(s, 0, NULL);
-	if (v.code == V_CONTINUE) {
-		s->pl_index++;
-		pipeline_run(s);
+	f = pipeline_active->order[s->pl_index];
+	p = stage_policy(s, s->pending);
+	if (!pipeline_verdict(s, f, p, v))
 		return;
-	}
-	v.by = pipeline_active->order[s->pl_index]->name;
-	session_resume(tok.sid, v);
+	s->pl_index++;
+	pipeline_run(s);
 }
 
-/* Disconnect: cancel a hook still pending, then tell every filter. */
+/* Disconnect: cancel a hook still pending, tell every filter, then free
+ * every filter's per-session data (which cancels its work in flight). */
 static void
 pipeline_disconnect(struct session *s)
 {
 	struct pipeline		*pl = pipeline_active;
+	struct pl_session	*ps = s->pl_data;
 	struct filter_call	 c;
-	size_t			 i;
+	size_t			 i, k;
 
 	if (s->state == ST_WAIT && s->pending < STAGE_QUEUE &&
-	    s->pl_index < pl->n &&
+	    s->pl_index < pl->n && !s->pl_waiting &&
 	    pl->order[s->pl_index]->cancel != NULL) {
 		call_init(&c, s, pl->order[s->pl_index],
 		    stage_policy(s, s->pending));
@@ -178,6 +407,17 @@ pipeline_disconnect(struct session *s)
 		call_init(&c, s, pl->order[i], pl->def);
 		(void)pl->order[i]->hook[STAGE_DISCONNECT](&c);
 	}
+	if (ps == NULL)
+		return;
+	for (i = 0; i < pl->n; i++) {
+		k = filter_index(pl->order[i]);
+		if (ps->data[k] != NULL && pl->order[i]->data_free != NULL) {
+			pl->order[i]->data_free(ps->data[k]);
+			ps->data[k] = NULL;
+		}
+	}
+	free(ps);
+	s->pl_data = NULL;
 }
 
 void

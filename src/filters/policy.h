@@ -19,6 +19,10 @@ struct policy {
 	void	*conf[FILTER_MAX];	/* per registry slot */
 	void	*state[FILTER_MAX];
 	void	*delivery;		/* the deliver layer's settings */
+	/* Observe mode: the filter (or, observe_all, every filter) logs
+	 * what it would have done and changes nothing. */
+	bool	 observe[FILTER_MAX];
+	bool	 observe_all;
 };
 
 struct pipeline {
@@ -30,6 +34,8 @@ struct pipeline {
 	struct strset		 local;		/* local_domains + rcpthosts */
 	struct cdbfile		*morercpthosts;
 	long long		 timeout;	/* pending hook, seconds */
+	long long		 deadline_rcpt;	/* filter_wait at RCPT, ms */
+	long long		 deadline_other; /* ... at other stages, ms */
 };
 
 /* The pipeline the worker runs (set once config is loaded). */

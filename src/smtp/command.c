@@ -287,6 +287,7 @@ cmd_mail(struct session *s, struct command *c)
 		    s->conf->max_message_size);
 	else {
 		t->active = true;
+		t->seq = ++s->ntxn;
 		clock_gettime(CLOCK_REALTIME, &t->t_mail);
 		t->delayed = VERDICT(V_CONTINUE);
 		session_stage(s, STAGE_MAIL);

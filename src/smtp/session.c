@@ -55,8 +55,6 @@ static void	session_process(struct session *);
 static void	session_maybe_free(struct session *);
 static void	session_free(struct session *);
 static void	session_finish_input(struct session *);
-static void	session_timer_ms(struct session *, long long,
-		    void (*)(struct session *));
 
 /* Session ids: seconds, pid and a counter, so they sort by time and
  * differ between workers. */
@@ -294,7 +292,7 @@ txn_reset(struct session *s)
 	s->txn = NULL;
 }
 
-static void
+void
 session_timer_ms(struct session *s, long long ms,
     void (*cb)(struct session *))
 {
@@ -701,6 +699,7 @@ session_free(struct session *s)
 	s->ops->closed(s);
 	event_free(s->deadline);
 	event_free(s->timer);
+	free(s->sev);
 	bufferevent_free(s->bev);
 	free(s);
 }

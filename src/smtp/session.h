@@ -73,6 +73,34 @@ enum stage {
 extern const char *const stage_names[STAGE_COUNT];
 extern const char *const state_names[ST_COUNT];
 
+/* Evidence: what a check saw, with its weight (ARCHITECTURE §2). */
+#define LIMIT_EVIDENCE	32	/* per session; more are counted only */
+#define LIMIT_WOULD	16	/* observe-mode verdicts per session */
+
+struct evidence {
+	const char	*filter;	/* static */
+	const char	*name;		/* static or config storage */
+	double		 score;
+	double		 ms;		/* lookup time, 0 when none */
+	char		 detail[112];	/* zone=answer, reason... */
+};
+
+/* What an observe-mode filter would have done. */
+struct would {
+	const char	*filter;
+	enum stage	 stage;
+	unsigned	 txn;		/* s->messages + 1 when it was said */
+	char		 rcpt[72];	/* at RCPT: the recipient */
+	char		 reply[128];
+};
+
+struct session_evidence {
+	struct evidence	 ev[LIMIT_EVIDENCE];
+	size_t		 nev, dropped;
+	struct would	 w[LIMIT_WOULD];
+	size_t		 nw;
+};
+
 struct rcpt {
 	struct path	 path;
 	char		 addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 2]; /* l@d */
@@ -115,6 +143,7 @@ struct txn {
 	bool			 queue_msg;	/* queue stage has the message */
 	bool			 logged;
 	bool			 spill_failed;	/* kept in memory, logged */
+	unsigned		 seq;		/* the session's n-th MAIL */
 	long long		 msgmem;	/* reserved of the budget */
 };
 
@@ -186,6 +215,7 @@ struct session {
 	bool			 stdio;
 	unsigned		 errors;
 	unsigned		 messages;
+	unsigned		 ntxn;		/* MAILs given (txn->seq) */
 	/* ST_WAIT: which step is pending, its generation, and the state
 	 * the session returns to when it completes. */
 	enum stage		 pending;	/* STAGE_COUNT: none */
@@ -201,6 +231,9 @@ struct session {
 	struct txn		*txn;		/* NULL between transactions */
 	struct timespec		 t_connect;
 	void			*owner;		/* the worker's bookkeeping */
+	struct session_evidence	*sev;		/* lazily, see filter.h */
+	void			*pl_data;	/* the pipeline's, opaque */
+	bool			 pl_waiting;	/* a hook waits (filter_wait) */
 	/* Storage for the pipeline while a stage runs or is pending. */
 	unsigned		 pl_index;
 	void			(*timer_cb)(struct session *);
@@ -259,6 +292,9 @@ void		session_close(struct session *);
 size_t		session_count(void);
 /* Arms (secs > 0) or disarms the session's one step timer. */
 void		session_timer(struct session *, long long secs,
+		    void (*)(struct session *));
+/* The same in milliseconds. */
+void		session_timer_ms(struct session *, long long ms,
 		    void (*)(struct session *));
 /*
  * Relay control, in the core RCPT decision before any filter runs: NULL

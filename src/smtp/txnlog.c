@@ -292,6 +292,56 @@ json_tail(struct buf *b, const struct txn *t)
 }
 
 /*
+ * The session's evidence (what each check saw, its weight and lookup
+ * time) and what observe-mode filters would have refused, in this
+ * transaction or before it: "evidence":[{"filter":..,"name":..,
+ * "score":..,"ms":..,"detail":..}], "would_reject":[{"filter":..,
+ * "stage":..,"rcpt":..,"reply":..}]. Bounded by LIMIT_EVIDENCE and
+ * LIMIT_WOULD.
+ */
+static int
+json_evidence(struct buf *b, const struct session *s, unsigned txn)
+{
+	const struct session_evidence	*sev = s->sev;
+	size_t				 i, n = 0;
+
+	if (sev == NULL)
+		return 0;
+	if (sev->nev > 0 && buf_adds(b, ",\"evidence\":[") == -1)
+		return -1;
+	for (i = 0; i < sev->nev; i++) {
+		const struct evidence *e = &sev->ev[i];
+
+		if (buf_adds(b, i ? ",{" : "{") == -1 ||
+		    buf_printf(b, "\"filter\":\"%s\",\"name\":\"",
+		    e->filter) == -1 ||
+		    json_esc(b, e->name, strlen(e->name), TXNLOG_SYMBOL) == -1 ||
+		    buf_printf(b, "\",\"score\":%.2f,\"ms\":%.1f", e->score,
+		    e->ms) == -1 ||
+		    json_str(b, "detail", e->detail, strnlen(e->detail,
+		    sizeof(e->detail))) == -1 || buf_addc(b, '}') == -1)
+			return -1;
+	}
+	if (sev->nev > 0 && buf_addc(b, ']') == -1)
+		return -1;
+	for (i = 0; i < sev->nw; i++) {
+		const struct would *w = &sev->w[i];
+
+		if (w->stage >= STAGE_MAIL && w->txn != txn)
+			continue;
+		if (buf_adds(b, n++ ? ",{" : ",\"would_reject\":[{") == -1 ||
+		    buf_printf(b, "\"filter\":\"%s\",\"stage\":\"%s\"",
+		    w->filter, stage_names[w->stage]) == -1 ||
+		    json_str(b, "rcpt", w->rcpt, strnlen(w->rcpt,
+		    sizeof(w->rcpt))) == -1 ||
+		    json_str(b, "reply", w->reply, strnlen(w->reply,
+		    sizeof(w->reply))) == -1 || buf_addc(b, '}') == -1)
+			return -1;
+	}
+	return n > 0 ? buf_addc(b, ']') : 0;
+}
+
+/*
  * One line per transaction: who, from, to whom (bounded, see
  * json_rcpts), what, verdict and result. "rcpt_count" is every RCPT the
  * client tried; "truncated" is true when some of them are not listed.
@@ -322,6 +372,7 @@ txnlog_transaction(struct session *s)
 	if (buf_printf(&b, "],\"rcpt_count\":%zu,\"rcpt_accepted\":%zu,"
 	    "\"truncated\":%s", t->nrcpt, t->naccepted, cut ? "true" :
 	    "false") == -1 || json_tail(&b, t) == -1 ||
+	    json_evidence(&b, s, t->seq) == -1 ||
 	    buf_addc(&b, '}') == -1) {
 		/* Not reached with today's limits; kept for safety. */
 		b.len = mark;
@@ -359,6 +410,7 @@ txnlog_refused(struct session *s, const char *reason)
 	buf_init(&b, TXNLOG_LINE_MAX - 1);
 	if (json_head(&b, s, "refused") == -1 ||
 	    json_str(&b, "reason", reason, strlen(reason)) == -1 ||
+	    json_evidence(&b, s, 0) == -1 ||
 	    buf_addc(&b, '}') == -1) {
 		log_msg(LVL_WARN, s->id, "json refused line lost");
 		buf_free(&b);

@@ -87,7 +87,7 @@ static inline enum verdict_code
 harness_call(struct harness *h, enum stage st)
 {
 	struct filter_call c = { &h->s, h->conf, h->state, &h->pol,
-	    session_step(&h->s) };
+	    session_step(&h->s), false, NULL };
 
 	return h->f->hook[st](&c).code;
 }

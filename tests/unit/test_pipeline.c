@@ -137,6 +137,110 @@ static const struct filter test_nodata = {
 	.hook = { [STAGE_DATA] = nodata }, .fail = FAIL_DEFER,
 };
 
+/*
+ * "evid": evidence started at connect (two pieces of work, done on later
+ * loop turns, or one never), decided at RCPT under the recipient's
+ * policy: a policy with a conf (strict) refuses a listed client, the
+ * default (no conf) lets it through. Its disconnect hook records how
+ * many observe-mode verdicts the session kept.
+ */
+struct evid_data {
+	uint64_t	sid;
+	bool		listed;
+	bool		noted;
+};
+
+static int	evid_mode;	/* 0: both pieces answer; 1: one never */
+static int	evid_frees, evid_would;
+static const struct filter test_evid;
+
+struct evid_piece {
+	uint64_t	sid;
+	bool		listed;
+};
+
+static void
+evid_piece_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct evid_piece	*pc = arg;
+	struct session		*s = session_find(pc->sid);
+	struct evid_data	*d;
+
+	(void)fd;
+	(void)what;
+	if (s != NULL && (d = filter_data(s, &test_evid)) != NULL) {
+		d->listed |= pc->listed;
+		filter_work_done(s, &test_evid);
+	}
+	free(pc);
+}
+
+static void
+evid_start(struct session *s, bool listed, int ms)
+{
+	struct evid_piece	*pc = calloc(1, sizeof(*pc));
+	struct timeval		 tv = { 0, ms * 1000 };
+
+	pc->sid = s->id;
+	pc->listed = listed;
+	filter_work_add(s, &test_evid);
+	event_base_once(base, -1, EV_TIMEOUT, evid_piece_cb, pc, &tv);
+}
+
+static struct verdict
+evid_connect(struct filter_call *c)
+{
+	struct evid_data *d = calloc(1, sizeof(*d));
+
+	d->sid = c->s->id;
+	filter_data_set(c->s, &test_evid, d);
+	evid_start(c->s, evid_mode == 0, 20);
+	if (evid_mode == 0)
+		evid_start(c->s, false, 40);
+	else
+		filter_work_add(c->s, &test_evid);	/* never ends */
+	return VERDICT(V_CONTINUE);
+}
+
+static struct verdict
+evid_rcpt(struct filter_call *c)
+{
+	struct evid_data *d = c->data;
+
+	if (d == NULL)
+		return VERDICT(V_CONTINUE);
+	if (!c->late && filter_work_pending(c->s, &test_evid) > 0)
+		return filter_wait(c, 300);
+	if (!d->noted)
+		filter_evidence(c->s, &test_evid, "EVID_LISTED", 2.0, 1.5,
+		    "zone=test answer=%s", d->listed ? "127.0.0.2" : "-");
+	d->noted = true;
+	if (d->listed && c->conf != NULL)
+		return verdict_make(V_DENY, 554, "5.7.1", "Listed here");
+	return VERDICT(V_CONTINUE);
+}
+
+static struct verdict
+evid_disconnect(struct filter_call *c)
+{
+	evid_would = c->s->sev != NULL ? (int)c->s->sev->nw : 0;
+	return VERDICT(V_CONTINUE);
+}
+
+static void
+evid_free(void *data)
+{
+	evid_frees++;
+	free(data);
+}
+
+static const struct filter test_evid = {
+	.name = "evid", .summary = "test", .opts = NULL,
+	.hook = { [STAGE_CONNECT] = evid_connect, [STAGE_RCPT] = evid_rcpt,
+	    [STAGE_DISCONNECT] = evid_disconnect },
+	.data_free = evid_free, .fail = FAIL_DEFER,
+};
+
 static void
 queue_ok_rcpt(struct session *s, struct rcpt *r)
 {
@@ -322,6 +426,62 @@ test_refused_bdat_chunk_skipped(void **state)
 	    "250 2.0.0 OK\r\n221 "));
 }
 
+static void
+test_evidence_per_policy(void **state)
+{
+	char *out;
+
+	(void)state;
+	evid_mode = 0;
+	evid_frees = 0;
+	/* The same evidence: refused under strict.test's policy, taken
+	 * under the default one. RCPT waited for both lookups. */
+	out = converse("EHLO c\r\nMAIL FROM:<a@x.org>\r\n"
+	    "RCPT TO:<u@strict.test>\r\nRSET\r\nMAIL FROM:<a@x.org>\r\n"
+	    "RCPT TO:<u@lax.test>\r\nQUIT\r\n", 8);
+	assert_non_null(strstr(out, "250 2.1.0 Sender OK\r\n"
+	    "554 5.7.1 Listed here\r\n250 2.0.0 OK\r\n"
+	    "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n221 "));
+	assert_int_equal(evid_frees, 1);
+}
+
+static void
+test_evidence_deadline(void **state)
+{
+	char *out;
+
+	(void)state;
+	evid_mode = 1;
+	evid_frees = 0;
+	/* One lookup never answers: RCPT waits 300 ms, then the pending
+	 * one counts as no data (not listed): 250, not the filter
+	 * timeout's 451. */
+	out = converse("EHLO c\r\nMAIL FROM:<a@x.org>\r\n"
+	    "RCPT TO:<u@strict.test>\r\nQUIT\r\n", 5);
+	assert_non_null(strstr(out, "250 2.1.0 Sender OK\r\n"
+	    "250 2.1.5 Recipient OK\r\n221 "));
+	assert_int_equal(evid_frees, 1);
+}
+
+static void
+test_observe_mode(void **state)
+{
+	const struct filter	*f = &test_evid;
+	struct policy		*strict = pipeline_active->domains[0];
+	char			*out;
+
+	(void)state;
+	evid_mode = 0;
+	evid_would = 0;
+	strict->observe[filter_index(f)] = true;
+	out = converse("EHLO c\r\nMAIL FROM:<a@x.org>\r\n"
+	    "RCPT TO:<u@strict.test>\r\nQUIT\r\n", 5);
+	strict->observe[filter_index(f)] = false;
+	/* Logged as would_reject, and nothing changed. */
+	assert_non_null(strstr(out, "250 2.1.5 Recipient OK\r\n221 "));
+	assert_int_equal(evid_would, 1);
+}
+
 int
 main(void)
 {
@@ -332,7 +492,11 @@ main(void)
 		cmocka_unit_test(test_cancel_on_disconnect),
 		cmocka_unit_test(test_stale_completion_dropped),
 		cmocka_unit_test(test_refused_bdat_chunk_skipped),
+		cmocka_unit_test(test_evidence_per_policy),
+		cmocka_unit_test(test_evidence_deadline),
+		cmocka_unit_test(test_observe_mode),
 	};
+	static int	strict_conf = 1;
 	struct pipeline *pl = calloc(1, sizeof(*pl));
 
 	pl->def = calloc(1, sizeof(*pl->def));
@@ -340,7 +504,15 @@ main(void)
 	pl->order[1] = &test_late;
 	pl->order[2] = &test_next;
 	pl->order[3] = &test_nodata;
-	pl->n = 4;
+	pl->order[4] = &test_evid;
+	pl->n = 5;
+	/* strict.test: a policy whose conf for the test filters' slot is
+	 * set (test filters share the slot past the registry). */
+	pl->domains = calloc(1, sizeof(*pl->domains));
+	pl->domains[0] = calloc(1, sizeof(**pl->domains));
+	pl->domains[0]->domain = "strict.test";
+	pl->domains[0]->conf[filter_index(&test_evid)] = &strict_conf;
+	pl->ndomains = 1;
 	pl->timeout = 1;
 	pipeline_active = pl;
 	base = event_base_new();
