@@ -660,9 +660,12 @@ conf_free(struct moat_config *cf)
 }
 
 static void
-dump_table(const char *section, const struct opt *o)
+dump_table(const char *section, const struct opt *o, bool filter)
 {
 	printf("[%s]\n", section);
+	if (filter)
+		printf("# enforce, or observe: log what it would refuse "
+		    "(would_reject) and change nothing\nmode = enforce\n");
 	for (; o->key != NULL; o++)
 		printf("# %s\n%s = %s\n", o->help, o->key, o->def);
 	printf("\n");
@@ -673,12 +676,18 @@ conf_dump_defaults(void)
 {
 	size_t i;
 
-	dump_table("server", server_opts);
+	dump_table("server", server_opts, false);
 	printf("[pipeline]\n# filters, in order\nfilters = relay "
-	    "badmailfrom recipients\n\n");
+	    "badmailfrom recipients\n# ms a decision at RCPT waits for "
+	    "evidence still being looked up\ndeadline_rcpt = 3000\n"
+	    "# ... at the other stages\ndeadline_other = 1000\n\n");
 	for (i = 0; i < filter_count; i++) {
 		printf("# %s\n", filter_registry[i]->summary);
-		dump_table(filter_registry[i]->name, filter_registry[i]->opts);
+		dump_table(filter_registry[i]->name, filter_registry[i]->opts,
+		    true);
 	}
-	dump_table("delivery", deliver_opts);
+	dump_table("delivery", deliver_opts, false);
+	printf("# [domain example.org] overrides any filter.key or "
+	    "delivery.key for one recipient\n# domain; observe = yes puts "
+	    "its whole policy in observe mode\n");
 }
