@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -321,6 +323,8 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
  * stdio mode: the client is on fd 0 (and 1). tcpserver and inetd hand us
  * one socket on both; when they are pipes (tests, other supervisors) a
  * socketpair stands in and two bufferevents copy between the pipes and it.
+ * What epoll cannot watch (a regular file, /dev/null) is first put behind
+ * a pipe by a copying child (stdio_relay).
  */
 static void
 copy_cb(struct bufferevent *from, void *arg)
@@ -329,6 +333,7 @@ copy_cb(struct bufferevent *from, void *arg)
 }
 
 static int	stdio_inner_fd = -1;
+static pid_t	stdio_relays[2];	/* copiers for fd 0 and fd 1 */
 
 /* Everything from fd 0 reached the session's socket: half-close it, so
  * the session reads its input to the end and then sees EOF. */
@@ -353,6 +358,90 @@ copy_event(struct bufferevent *bev, short what, void *arg)
 	/* fd 0 ended: arg is the inner socket's bufferevent. */
 	bufferevent_setcb(arg, copy_cb, inner_drained, copy_event, stdio_out);
 	inner_drained(arg, NULL);
+}
+
+/* True when epoll accepts fd: sockets, pipes and ttys; not regular files
+ * or /dev/null (EPERM), which would leave the loop deaf to them. */
+static bool
+stdio_pollable(int fd)
+{
+	struct epoll_event	ev = { .events = EPOLLIN };
+	int			ep, ok;
+
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) == -1)
+		return true;
+	ok = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0 || errno != EPERM;
+	close(ep);
+	return ok;
+}
+
+/* Copies in to out until EOF or an error; the copier's whole life. */
+static void
+stdio_copy(int in, int out)
+{
+	char	b[16384];
+	ssize_t	n, w, off;
+
+	while ((n = read(in, b, sizeof(b))) > 0 || (n == -1 && errno == EINTR))
+		for (off = 0; n > 0 && off < n; off += w)
+			if ((w = write(out, b + off, (size_t)(n - off))) == -1) {
+				if (errno != EINTR)
+					return;
+				w = 0;
+			}
+}
+
+/*
+ * Puts a pipe in place of fd (0 or 1) and forks a child that copies
+ * between the pipe and what fd was, blocking as files allow. The child
+ * ends at EOF on its input or when its pipe's other end is gone.
+ */
+static int
+stdio_relay(int fd)
+{
+	int	p[2];
+	pid_t	pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1)
+		return -1;
+	if ((pid = fork()) == -1) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		if (fd == 0) {
+			close(1);
+			close(p[0]);
+			stdio_copy(0, p[1]);
+		} else {
+			close(0);
+			close(p[1]);
+			stdio_copy(p[0], 1);
+		}
+		_exit(0);
+	}
+	stdio_relays[fd] = pid;
+	if (dup2(fd == 0 ? p[0] : p[1], fd) == -1)
+		return -1;
+	close(p[0]);
+	close(p[1]);
+	return 0;
+}
+
+/* Ends the copiers: fd 1's has everything once we close our end, and
+ * moatd exits only after it wrote it (a caller reads the file next). */
+static void
+stdio_relays_wait(void)
+{
+	int fd;
+
+	close(0);
+	close(1);
+	for (fd = 0; fd < 2; fd++)
+		if (stdio_relays[fd] > 0)
+			(void)waitpid(stdio_relays[fd], NULL, 0);
 }
 
 static struct bufferevent *
@@ -386,27 +475,120 @@ stdio_bev(void)
 	return bufferevent_socket_new(w_base, sp[0], BEV_OPT_CLOSE_ON_FREE);
 }
 
+/* TCPREMOTEIP as an address: an IPv4 or IPv6 address and nothing else
+ * (no port, no name, no blanks). */
+static int
+stdio_parse_ip(const char *ip, struct sockaddr_storage *peer,
+    socklen_t *plen)
+{
+	struct sockaddr_in	*sin = (struct sockaddr_in *)peer;
+	struct sockaddr_in6	*sin6 = (struct sockaddr_in6 *)peer;
+
+	memset(peer, 0, sizeof(*peer));
+	if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*plen = sizeof(*sin);
+		return 0;
+	}
+	memset(peer, 0, sizeof(*peer));
+	if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*plen = sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * The client's address, failing closed: relay control and every check
+ * after it trust what this returns, and the shipped relay networks hold
+ * 127.0.0.0/8. TCPREMOTEIP when set (tcpserver and every UCSPI server
+ * set it; a proxy in front may too, so a malformed one is an error, not
+ * a reason to fall back to the proxy's own address); unset, the peer of
+ * a TCP socket on fd 0 (inetd). Anything else is refused: -1 with why.
+ */
+static int
+stdio_peer(struct sockaddr_storage *peer, socklen_t *plen, char *err,
+    size_t errlen)
+{
+	const char	*ip = getenv("TCPREMOTEIP");
+	char		 shown[65];
+	size_t		 i;
+
+	if (ip != NULL) {
+		if (stdio_parse_ip(ip, peer, plen) == 0)
+			return 0;
+		for (i = 0; ip[i] != '\0' && i < sizeof(shown) - 1; i++)
+			shown[i] = ip[i] > ' ' && ip[i] < 0x7f ? ip[i] : '?';
+		shown[i] = '\0';
+		snprintf(err, errlen, "TCPREMOTEIP '%s' is not an IPv4 or "
+		    "IPv6 address", shown);
+		return -1;
+	}
+	*plen = sizeof(*peer);
+	if (getpeername(0, (struct sockaddr *)peer, plen) == 0 &&
+	    (peer->ss_family == AF_INET || peer->ss_family == AF_INET6))
+		return 0;
+	snprintf(err, errlen, "no client address: TCPREMOTEIP is unset and "
+	    "fd 0 is not a TCP socket (run under tcpserver or inetd, or set "
+	    "TCPREMOTEIP)");
+	return -1;
+}
+
+/* No session can start: the client is told to come back (RFC 5321 §3.8,
+ * 421 closes the channel), and the operator why, on stderr and the log. */
+static int
+stdio_refuse(struct moat_config *cf, const char *why)
+{
+	char	line[256];
+	int	n;
+
+	fprintf(stderr, "moatd: --stdio: %s\n", why);
+	log_msg(LVL_FATAL, 0, "event=stdio_refused error=\"%s\"", why);
+	n = snprintf(line, sizeof(line), "421 4.3.0 %s Service not available, "
+	    "closing transmission channel\r\n", cf->server.smtp.hostname);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)!write(1, line, (size_t)n);
+	return 1;
+}
+
+/* Makes fd 0 and fd 1 something the loop can watch; -1 with why. */
+static int
+stdio_fds(char *err, size_t errlen)
+{
+	struct stat	st;
+	int		fd;
+
+	for (fd = 0; fd < 2; fd++) {
+		if (fstat(fd, &st) == -1) {
+			snprintf(err, errlen, "fd %d: %s", fd,
+			    strerror(errno));
+			return -1;
+		}
+		if (fd == 0 && S_ISSOCK(st.st_mode))
+			return 0;	/* the one socket serves both ways */
+		if (!stdio_pollable(fd) && stdio_relay(fd) == -1) {
+			snprintf(err, errlen, "fd %d: cannot relay: %s", fd,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 worker_stdio(struct moat_config *cf)
 {
 	struct bufferevent	*bev;
 	struct sockaddr_storage	 peer;
-	socklen_t		 plen = sizeof(peer);
-	const char		*ip = getenv("TCPREMOTEIP");
+	socklen_t		 plen;
 	struct session		*s;
+	char			 err[256];
 
+	if (stdio_peer(&peer, &plen, err, sizeof(err)) == -1 ||
+	    stdio_fds(err, sizeof(err)) == -1)
+		return stdio_refuse(cf, err);
 	worker_setup(cf);
-	memset(&peer, 0, sizeof(peer));
-	if (ip != NULL && evutil_parse_sockaddr_port(ip,
-	    (struct sockaddr *)&peer, (int *)&plen) == 0) {
-		/* from the environment, as tcpserver sets it */
-	} else if (getpeername(0, (struct sockaddr *)&peer, &plen) == -1) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&peer;
-
-		sin->sin_family = AF_INET;
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		plen = sizeof(*sin);
-	}
 	if ((bev = stdio_bev()) == NULL)
 		return 1;
 	s = session_new(w_base, bev, (struct sockaddr *)&peer, plen, NULL, 0,
@@ -429,5 +611,6 @@ worker_stdio(struct moat_config *cf)
 	}
 	deliver_worker_fini();
 	event_base_free(w_base);
+	stdio_relays_wait();
 	return 0;
 }
