@@ -63,6 +63,9 @@
  * A reload that finds no room for a whole generation waits for older
  * workers to exit; it is never half applied. */
 #define GENERATIONS	3
+/* Descriptors a worker needs besides its connections' own (listeners,
+ * logs, store, epoll, delivery), for the RLIMIT_NOFILE warning. */
+#define NOFILE_RESERVE	64
 
 struct slot {
 	pid_t		 pid;		/* current worker; 0: none running */
@@ -159,19 +162,32 @@ bind_all(char *err, size_t errlen)
 	return 0;
 }
 
-/* RLIMIT_NOFILE as high as the host lets us. */
+/*
+ * RLIMIT_NOFILE as high as the host lets us, and a warning when it
+ * cannot hold max_connections: the limit is per process and every
+ * connection may land on one worker, which also needs descriptors of
+ * its own (listeners, logs, the store, delivery). Past the limit accept
+ * fails and the worker pauses its listeners (worker.c, accept_error).
+ */
 static void
 raise_nofile(void)
 {
-	struct rlimit rl;
+	struct rlimit	rl;
+	long long	need = m_cf->server.max_connections + NOFILE_RESERVE;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-		log_info("event=nofile limit=%llu",
-		    (unsigned long long)rl.rlim_cur);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	log_info("event=nofile limit=%llu", (unsigned long long)rl.rlim_cur);
+	if (rl.rlim_cur != RLIM_INFINITY && (long long)rl.rlim_cur < need)
+		log_warn("event=nofile_low limit=%llu max_connections=%lld "
+		    "need=%lld note=\"a worker at the limit pauses accepting; "
+		    "raise the hard limit (LimitNOFILE=, ulimit -Hn) or lower "
+		    "max_connections\"", (unsigned long long)rl.rlim_cur,
+		    m_cf->server.max_connections, need);
 }
 
 /* Sets the permitted and effective capabilities to exactly `keep`. */

@@ -32,6 +32,10 @@
 #include "connlimit.h"
 #include "worker.h"
 
+/* Accept back-off (see accept_error), in milliseconds. */
+#define ACCEPT_PAUSE_MIN	100
+#define ACCEPT_PAUSE_MAX	1000
+
 /* Seconds an orphaned worker (its master gone) lets sessions finish,
  * when drain_timeout is longer: nobody supervises it any more. */
 #define WORKER_ORPHAN_DRAIN	5
@@ -43,14 +47,25 @@ static int			 w_nlisteners;
 static bool			 w_draining;
 static pid_t			 w_master;	/* our parent while it lives */
 static struct event		*w_drain_timer;
+static struct event		*w_accept_timer;	/* ends a pause */
+static long			 w_accept_pause_ms;	/* 0: no failure since
+							 * the last accept */
+static bool			 w_accept_paused;
 static struct bufferevent	*stdio_out;	/* piped stdio: fd 1 */
 static struct bufferevent	*stdio_in, *stdio_inner;
+
+static void	accept_resume(evutil_socket_t, short, void *);
 
 static void
 on_closed(struct session *s)
 {
 	if (!s->stdio)
 		connlimit_leave((struct sockaddr *)&s->peer);
+	/* A descriptor is free again: no need to wait out the pause. */
+	if (w_accept_paused) {
+		evtimer_del(w_accept_timer);
+		accept_resume(-1, 0, NULL);
+	}
 	if (w_draining && session_count() == 0)
 		event_base_loopexit(w_base, NULL);
 	if (s->stdio && stdio_out == NULL)
@@ -145,6 +160,63 @@ peer_ip(const struct sockaddr *sa, char *ip, size_t len)
 }
 
 static void
+listeners_enable(bool on)
+{
+	int i;
+
+	for (i = 0; i < w_nlisteners; i++)
+		if (w_listeners[i] != NULL)
+			(void)(on ? evconnlistener_enable(w_listeners[i]) :
+			    evconnlistener_disable(w_listeners[i]));
+}
+
+/* The pause is over (its timer, or a session closed): accept again. */
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	w_accept_paused = false;
+	if (!w_draining)
+		listeners_enable(true);
+}
+
+/*
+ * accept() failed for a reason that does not go away by itself: out of
+ * descriptors (EMFILE, ENFILE) or kernel memory (ENOBUFS, ENOMEM). The
+ * connection stays queued and the listener readable, so accepting again
+ * at once would spin (100 % CPU and a log line each time). Every
+ * listener pauses instead, 100 ms doubling to 1 s while the failures go
+ * on with nothing accepted between them; a closing session ends the
+ * pause early. One log line per pause. The queued clients wait in the
+ * kernel's backlog meanwhile, as they would for a busy worker.
+ */
+static void
+accept_error(struct evconnlistener *l, void *arg)
+{
+	int		 e = EVUTIL_SOCKET_ERROR();
+	const char	*name = strerrorname_np(e);
+	struct timeval	 tv;
+
+	(void)l;
+	(void)arg;
+	if (w_accept_paused || w_draining)
+		return;
+	w_accept_pause_ms = w_accept_pause_ms == 0 ? ACCEPT_PAUSE_MIN :
+	    w_accept_pause_ms * 2 > ACCEPT_PAUSE_MAX ? ACCEPT_PAUSE_MAX :
+	    w_accept_pause_ms * 2;
+	listeners_enable(false);
+	w_accept_paused = true;
+	tv.tv_sec = w_accept_pause_ms / 1000;
+	tv.tv_usec = (w_accept_pause_ms % 1000) * 1000;
+	evtimer_add(w_accept_timer, &tv);
+	log_msg(LVL_WARN, 0, "event=accept_paused errno=%s pause_ms=%ld "
+	    "sessions=%zu", name != NULL ? name : "unknown",
+	    w_accept_pause_ms, session_count());
+}
+
+static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
 {
@@ -155,6 +227,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 
 	(void)l;
 	(void)arg;
+	w_accept_pause_ms = 0;
 	if (!connlimit_enter(sa, w_cf->server.max_connections,
 	    w_cf->server.max_per_ip, &why)) {
 		uint64_t	id = refused_id();
@@ -298,8 +371,12 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 		    ws->fds[i]);
 		if (w_listeners[i] == NULL)
 			return 1;
+		evconnlistener_set_error_cb(w_listeners[i], accept_error);
 		w_nlisteners++;
 	}
+	if ((w_accept_timer = evtimer_new(w_base, accept_resume, NULL)) ==
+	    NULL)
+		return 1;
 	term = evsignal_new(w_base, SIGTERM, on_sigterm, NULL);
 	evsignal_add(term, NULL);
 	evutil_make_socket_nonblocking(ws->master_fd);
@@ -316,6 +393,7 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 	event_free(term);
 	if (w_drain_timer != NULL)
 		event_free(w_drain_timer);
+	event_free(w_accept_timer);
 	return 0;
 }
 
