@@ -3,7 +3,7 @@ CC      ?= cc
 PKGS    := libevent libevent_openssl libcares openssl lmdb hiredis inih \
            libpcre2-8 gmime-3.0
 # Only what the code links today; the rest are installed for what comes.
-LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb
+LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb libcares
 # CFLAGS is the caller's (optimisation, sanitizers); MOAT_CFLAGS always
 # applies, so the ASan build keeps -Werror and the libraries' paths.
 CFLAGS  ?= -O2 -g
@@ -16,7 +16,7 @@ LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
-           src/core/tpool.c
+           src/core/tpool.c src/core/dns.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
            src/smtp/client.c
@@ -133,6 +133,13 @@ SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl)
 build/fuzz/fuzz_session: tests/fuzz/fuzz_session.c $(FUZZ_SESSION)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(SESSION_LIBS)
+
+# DNS replies through dns_answer_ttl, dns_parse and c-ares' own parsers.
+DNS_LIBS = $(shell pkg-config --libs libcares libevent)
+
+build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c src/core/dns.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(DNS_LIBS)
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
