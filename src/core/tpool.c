@@ -1,9 +1,11 @@
 /*
- * tpool.c: thread pool with completions on the loop (see tpool.h).
+ * tpool.c: thread pools with completions on the loop (see tpool.h).
  *
- * One mutex guards both queues (to do, done); an eventfd wakes the loop
- * when something is done. Jobs are few and coarse (one per message), so
- * one lock is plenty.
+ * A pool is a fixed slot (enum tpool_id), so a module finds its pool
+ * without holding a pointer that could outlive it. In each pool one mutex
+ * guards both queues (to do, done); an eventfd wakes the loop when
+ * something is done. Jobs are few and coarse (one per message), so one
+ * lock per pool is plenty.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,8 +18,6 @@
 
 #include "tpool.h"
 
-#define TPOOL_MAX	16
-
 struct job {
 	void		(*work)(void *);
 	void		(*done)(void *);
@@ -29,14 +29,21 @@ struct queue {
 	struct job	*head, *tail;
 };
 
-static pthread_mutex_t	 mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t	 cv = PTHREAD_COND_INITIALIZER;
-static struct queue	 todo, finished;
-static pthread_t	 threads[TPOOL_MAX];
-static int		 nthreads;
-static int		 efd = -1;
-static struct event	*ev;
-static int		 stopping;
+struct pool {
+	pthread_mutex_t	 mu;
+	pthread_cond_t	 cv;
+	struct queue	 todo, finished;
+	pthread_t	 threads[TPOOL_MAX];
+	int		 nthreads;
+	int		 efd;
+	struct event	*ev;
+	int		 stopping;
+	int		 pending;	/* queued or running (loop's count) */
+	int		 waiting;	/* in todo */
+	int		 max_queued;	/* 0: no bound */
+};
+
+static struct pool pools[TPOOL_COUNT];
 
 static void
 push(struct queue *q, struct job *j)
@@ -60,103 +67,175 @@ pop(struct queue *q)
 }
 
 static void *
-run(void *unused)
+run(void *arg)
 {
+	struct pool	*p = arg;
 	struct job	*j;
 	uint64_t	 one = 1;
 
-	(void)unused;
-	pthread_mutex_lock(&mu);
+	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while ((j = pop(&todo)) == NULL && !stopping)
-			pthread_cond_wait(&cv, &mu);
+		while ((j = pop(&p->todo)) == NULL && !p->stopping)
+			pthread_cond_wait(&p->cv, &p->mu);
 		if (j == NULL)
 			break;
-		pthread_mutex_unlock(&mu);
+		p->waiting--;
+		pthread_mutex_unlock(&p->mu);
 		j->work(j->arg);
-		pthread_mutex_lock(&mu);
-		push(&finished, j);
-		(void)!write(efd, &one, sizeof(one));
+		pthread_mutex_lock(&p->mu);
+		push(&p->finished, j);
+		(void)!write(p->efd, &one, sizeof(one));
 	}
-	pthread_mutex_unlock(&mu);
+	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
 
 /* On the loop: run done() for everything finished. */
 static void
-drain(evutil_socket_t fd, short what, void *unused)
+drain(evutil_socket_t fd, short what, void *arg)
 {
+	struct pool	*p = arg;
 	uint64_t	 n;
 	struct job	*j;
 
 	(void)what;
-	(void)unused;
 	(void)!read(fd, &n, sizeof(n));
 	for (;;) {
-		pthread_mutex_lock(&mu);
-		j = pop(&finished);
-		pthread_mutex_unlock(&mu);
+		pthread_mutex_lock(&p->mu);
+		j = pop(&p->finished);
+		pthread_mutex_unlock(&p->mu);
 		if (j == NULL)
 			return;
+		p->pending--;
 		j->done(j->arg);
 		free(j);
 	}
 }
 
 int
+tpool_start_pool(enum tpool_id id, struct event_base *base, int n,
+    int max_queued)
+{
+	struct pool	*p;
+	int		 i;
+
+	if (id >= TPOOL_COUNT || n < 1 || n > TPOOL_MAX || max_queued < 0)
+		return -1;
+	p = &pools[id];
+	if (p->nthreads > 0)
+		return -1;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+		return -1;
+	p->ev = event_new(base, p->efd, EV_READ | EV_PERSIST, drain, p);
+	if (p->ev == NULL || event_add(p->ev, NULL) == -1) {
+		if (p->ev != NULL)
+			event_free(p->ev);
+		close(p->efd);
+		p->ev = NULL;
+		p->efd = -1;
+		return -1;
+	}
+	p->stopping = 0;
+	p->pending = p->waiting = 0;
+	p->max_queued = max_queued;
+	for (i = 0; i < n; i++) {
+		if (pthread_create(&p->threads[i], NULL, run, p) != 0)
+			break;
+		p->nthreads++;
+	}
+	return p->nthreads > 0 ? 0 : -1;
+}
+
+bool
+tpool_running(enum tpool_id id)
+{
+	return id < TPOOL_COUNT && pools[id].nthreads > 0;
+}
+
+int
+tpool_pending(enum tpool_id id)
+{
+	return id < TPOOL_COUNT ? pools[id].pending : 0;
+}
+
+int
+tpool_submit_to(enum tpool_id id, void (*work)(void *), void (*done)(void *),
+    void *arg)
+{
+	struct pool	*p;
+	struct job	*j;
+
+	if (!tpool_running(id)) {
+		errno = ESRCH;
+		return -1;
+	}
+	p = &pools[id];
+	if ((j = malloc(sizeof(*j))) == NULL)
+		return -1;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&p->mu);
+	if (p->max_queued > 0 && p->waiting >= p->max_queued) {
+		pthread_mutex_unlock(&p->mu);
+		free(j);
+		errno = EAGAIN;
+		return -1;
+	}
+	push(&p->todo, j);
+	p->waiting++;
+	p->pending++;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int
 tpool_start(struct event_base *base, int n)
 {
-	int i;
-
-	if (n < 1 || n > TPOOL_MAX)
-		return -1;
-	if ((efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
-		return -1;
-	ev = event_new(base, efd, EV_READ | EV_PERSIST, drain, NULL);
-	if (ev == NULL || event_add(ev, NULL) == -1)
-		return -1;
-	stopping = 0;
-	for (i = 0; i < n; i++) {
-		if (pthread_create(&threads[i], NULL, run, NULL) != 0)
-			break;
-		nthreads++;
-	}
-	return nthreads > 0 ? 0 : -1;
+	return tpool_start_pool(TPOOL_DELIVERY, base, n, 0);
 }
 
 int
 tpool_submit(void (*work)(void *), void (*done)(void *), void *arg)
 {
-	struct job *j;
+	return tpool_submit_to(TPOOL_DELIVERY, work, done, arg);
+}
 
-	if (nthreads == 0 || (j = malloc(sizeof(*j))) == NULL)
-		return -1;
-	j->work = work;
-	j->done = done;
-	j->arg = arg;
-	pthread_mutex_lock(&mu);
-	push(&todo, j);
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
-	return 0;
+static void
+pool_stop(struct pool *p)
+{
+	int i;
+
+	if (p->nthreads == 0)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	p->nthreads = 0;
+	drain(p->efd, EV_READ, p);
+	event_free(p->ev);
+	p->ev = NULL;
+	close(p->efd);
+	p->efd = -1;
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
 }
 
 void
 tpool_stop(void)
 {
-	int i;
+	/* In the order work flows: a scoring job's done() may queue
+	 * learning, and a finished step may queue a delivery. */
+	static const enum tpool_id order[] = { TPOOL_CONTENT, TPOOL_LEARN,
+	    TPOOL_DELIVERY };
+	size_t i;
 
-	if (nthreads == 0)
-		return;
-	pthread_mutex_lock(&mu);
-	stopping = 1;
-	pthread_cond_broadcast(&cv);
-	pthread_mutex_unlock(&mu);
-	for (i = 0; i < nthreads; i++)
-		pthread_join(threads[i], NULL);
-	nthreads = 0;
-	drain(efd, EV_READ, NULL);
-	event_free(ev);
-	close(efd);
-	efd = -1;
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		pool_stop(&pools[order[i]]);
 }
