@@ -1,12 +1,18 @@
 /*
  * mime.c: the MIME walk (mime.h). GMime parses; this file decides what of
- * a message becomes a feature and keeps every walk within its limits.
- * GMime is initialised once per process, on first use.
+ * a message becomes a feature and keeps every walk within its limits and
+ * its CPU budget. GMime is initialised once per process, on first use.
+ *
+ * The budget reaches into GMime's parser through the stream it reads: a
+ * memory stream (a GMimeStreamMem subclass) whose read() ends the stream
+ * once the budget is spent, so a parse that would take seconds stops
+ * within one 4 KiB read of the budget and yields what it had built.
  */
 #include <gmime/gmime.h>
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "../core/buf.h"
 #include "html.h"
@@ -18,6 +24,7 @@ struct walk {
 	struct tok			*t;
 	struct mime_stats		*st;
 	struct buf			 html;	/* reused for each HTML part */
+	struct mime_budget		*b;	/* NULL: none */
 };
 
 static pthread_once_t gmime_once = PTHREAD_ONCE_INIT;
@@ -26,6 +33,100 @@ static void
 gmime_start(void)
 {
 	g_mime_init();
+}
+
+static long long
+thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == -1)
+		return 0;
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void
+mime_budget_start(struct mime_budget *b, long long limit_ns,
+    const atomic_bool *cancel)
+{
+	b->limit_ns = limit_ns > 0 ? limit_ns : 0;
+	b->start_ns = thread_cpu_ns();
+	b->cancel = cancel;
+	b->spent = false;
+}
+
+bool
+mime_budget_spent(struct mime_budget *b)
+{
+	if (b->spent)
+		return true;
+	if (b->cancel != NULL && atomic_load(b->cancel))
+		b->spent = true;
+	else if (b->limit_ns > 0 && thread_cpu_ns() - b->start_ns >=
+	    b->limit_ns)
+		b->spent = true;
+	return b->spent;
+}
+
+/* The message as GMime reads it: a memory stream that ends early once
+ * the budget is spent. Substreams (parts' content) are plain memory
+ * streams over the same bytes. */
+typedef struct {
+	GMimeStreamMem		 parent;
+	struct mime_budget	*budget;
+} BudgetStream;
+
+typedef struct {
+	GMimeStreamMemClass	 parent_class;
+} BudgetStreamClass;
+
+GType budget_stream_get_type(void);
+G_DEFINE_TYPE(BudgetStream, budget_stream, GMIME_TYPE_STREAM_MEM)
+
+static ssize_t
+budget_read(GMimeStream *s, char *buf, size_t len)
+{
+	BudgetStream *b = (BudgetStream *)s;
+
+	if (b->budget != NULL && mime_budget_spent(b->budget))
+		return 0;
+	return GMIME_STREAM_CLASS(budget_stream_parent_class)->read(s, buf,
+	    len);
+}
+
+static gboolean
+budget_eos(GMimeStream *s)
+{
+	BudgetStream *b = (BudgetStream *)s;
+
+	if (b->budget != NULL && b->budget->spent)
+		return TRUE;
+	return GMIME_STREAM_CLASS(budget_stream_parent_class)->eos(s);
+}
+
+static void
+budget_stream_class_init(BudgetStreamClass *klass)
+{
+	GMimeStreamClass *sc = GMIME_STREAM_CLASS(klass);
+
+	sc->read = budget_read;
+	sc->eos = budget_eos;
+}
+
+static void
+budget_stream_init(BudgetStream *s)
+{
+	s->budget = NULL;
+}
+
+/* True once the walk's budget is spent; marks the read as cut short. */
+static bool
+walk_spent(struct walk *w)
+{
+	if (w->b == NULL || !mime_budget_spent(w->b))
+		return false;
+	w->st->budget = w->st->truncated = true;
+	return true;
 }
 
 /* Text budget left; 0 once max_bytes of text have been read. */
@@ -155,7 +256,8 @@ walk_text(struct walk *w, GMimeObject *o)
 	char			*text;
 	size_t			 n;
 
-	if ((text = g_mime_text_part_get_text(GMIME_TEXT_PART(o))) == NULL)
+	if (walk_spent(w) ||
+	    (text = g_mime_text_part_get_text(GMIME_TEXT_PART(o))) == NULL)
 		return;
 	n = walk_budget(w, strlen(text));
 	if (ct != NULL && g_mime_content_type_is_type(ct, "text", "html")) {
@@ -170,7 +272,8 @@ walk_text(struct walk *w, GMimeObject *o)
 }
 
 static void		 walk_object(struct walk *, GMimeObject *, unsigned);
-static GMimeMessage	*mime_parse(const char *, size_t);
+static GMimeMessage	*mime_parse(const char *, size_t,
+			    struct mime_budget *);
 
 static void
 walk_multipart(struct walk *w, GMimeMultipart *mp, unsigned depth)
@@ -194,6 +297,8 @@ walk_object(struct walk *w, GMimeObject *o, unsigned depth)
 
 	if (depth > w->st->depth)
 		w->st->depth = depth;
+	if (walk_spent(w))
+		return;
 	if (depth > (unsigned)w->lim->max_depth ||
 	    w->st->parts >= (unsigned)w->lim->max_parts) {
 		w->st->truncated = true;
@@ -223,7 +328,14 @@ void
 mime_scan(const char *msg, size_t len, const struct mime_limits *lim,
     struct tok *t, struct mime_stats *st)
 {
-	struct walk	 w = { lim, t, st, { 0 } };
+	mime_scan_budget(msg, len, lim, NULL, t, st);
+}
+
+void
+mime_scan_budget(const char *msg, size_t len, const struct mime_limits *lim,
+    struct mime_budget *b, struct tok *t, struct mime_stats *st)
+{
+	struct walk	 w = { lim, t, st, { 0 }, b };
 	GMimeMessage	*m;
 
 	memset(st, 0, sizeof(*st));
@@ -235,27 +347,35 @@ mime_scan(const char *msg, size_t len, const struct mime_limits *lim,
 		while (len > 0 && msg[len - 1] != '\n')
 			len--;
 	}
-	if ((m = mime_parse(msg, len)) == NULL) {
-		tok_text(t, "", msg, walk_budget(&w, len));
+	if ((m = mime_parse(msg, len, b)) == NULL) {
+		if (!walk_spent(&w))
+			tok_text(t, "", msg, walk_budget(&w, len));
 	} else {
 		walk_headers(&w, GMIME_OBJECT(m));
 		if (g_mime_message_get_mime_part(m) != NULL)
 			walk_object(&w, g_mime_message_get_mime_part(m), 0);
 		g_object_unref(m);
 	}
+	(void)walk_spent(&w);	/* spent in the last part: say so */
 	buf_free(&w.html);
 }
 
-/* Parses msg; NULL when GMime finds no message in it. */
+/* Parses msg within the budget; NULL when GMime finds no message in it. */
 static GMimeMessage *
-mime_parse(const char *msg, size_t len)
+mime_parse(const char *msg, size_t len, struct mime_budget *b)
 {
 	GMimeStream	*stream;
 	GMimeParser	*parser;
 	GMimeMessage	*m;
+	GByteArray	*bytes;
 
 	pthread_once(&gmime_once, gmime_start);
-	stream = g_mime_stream_mem_new_with_buffer(msg, len);
+	bytes = g_byte_array_sized_new((guint)len);
+	g_byte_array_append(bytes, (const guint8 *)msg, (guint)len);
+	stream = g_object_new(budget_stream_get_type(), NULL);
+	g_mime_stream_mem_set_byte_array(GMIME_STREAM_MEM(stream), bytes);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), TRUE);
+	((BudgetStream *)stream)->budget = b;
 	parser = g_mime_parser_new_with_stream(stream);
 	g_object_unref(stream);
 	m = g_mime_parser_construct_message(parser, NULL);
@@ -265,14 +385,16 @@ mime_parse(const char *msg, size_t len)
 
 /* Calls fn for each message/rfc822 child of o, down to max_depth. */
 static int
-each_attached(GMimeObject *o, const struct mime_limits *lim, unsigned depth,
+each_attached(GMimeObject *o, const struct mime_limits *lim,
+    struct mime_budget *b, unsigned depth,
     void (*fn)(void *, const char *, size_t), void *arg, int *left)
 {
 	GMimeMessage	*m;
 	char		*raw;
 	int		 i, n = 0;
 
-	if (o == NULL || depth > (unsigned)lim->max_depth || *left <= 0)
+	if (o == NULL || depth > (unsigned)lim->max_depth || *left <= 0 ||
+	    (b != NULL && mime_budget_spent(b)))
 		return 0;
 	if (GMIME_IS_MESSAGE_PART(o)) {
 		m = g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
@@ -288,21 +410,21 @@ each_attached(GMimeObject *o, const struct mime_limits *lim, unsigned depth,
 		return 0;
 	for (i = 0; i < g_mime_multipart_get_count(GMIME_MULTIPART(o)); i++)
 		n += each_attached(g_mime_multipart_get_part(GMIME_MULTIPART(o),
-		    i), lim, depth + 1, fn, arg, left);
+		    i), lim, b, depth + 1, fn, arg, left);
 	return n;
 }
 
 int
 mime_each_attached(const char *msg, size_t len,
-    const struct mime_limits *lim, void (*fn)(void *, const char *, size_t),
-    void *arg)
+    const struct mime_limits *lim, struct mime_budget *b,
+    void (*fn)(void *, const char *, size_t), void *arg)
 {
 	GMimeMessage	*m;
 	int		 n, left = (int)lim->max_parts;
 
-	if ((m = mime_parse(msg, len)) == NULL)
+	if ((m = mime_parse(msg, len, b)) == NULL)
 		return 0;
-	n = each_attached(g_mime_message_get_mime_part(m), lim, 0, fn, arg,
+	n = each_attached(g_mime_message_get_mime_part(m), lim, b, 0, fn, arg,
 	    &left);
 	g_object_unref(m);
 	return n;
