@@ -28,6 +28,7 @@
 #define KEY_NHAM	"bayes:nham"
 #define KEY_DIGEST	"bayes:msg:"
 #define KEY_SEQ		"bayes:seq"
+#define KEY_UNFIT	"bayes:unfit"	/* learnt since the last refit */
 #define SET_HEAD	16	/* bytes before a kept set's features */
 
 void
@@ -192,12 +193,22 @@ classifier_learn(struct store_txn *txn, const struct classifier_conf *c,
 			return -1;
 	}
 	if (cls == CLS_NONE)
-		return store_del(txn, key) == -1 ? -1 : 1;
+		return store_del(txn, key) == -1 ||
+		    store_incr(txn, KEY_UNFIT, 1, 0, NULL) == -1 ? -1 : 1;
 	if (store_tokens_add(txn, t->feat, t->n, cls == CLS_SPAM,
 	    cls == CLS_HAM, day) == -1 || totals_add(txn, cls, 1) == -1 ||
-	    digest_put(txn, c, key, t, cls) == -1)
+	    digest_put(txn, c, key, t, cls) == -1 ||
+	    store_incr(txn, KEY_UNFIT, 1, 0, NULL) == -1)
 		return -1;
 	return 1;
+}
+
+long long
+classifier_unfit(struct store_txn *txn)
+{
+	long long v;
+
+	return store_get(txn, KEY_UNFIT, &v, sizeof(v)) == sizeof(v) ? v : 0;
 }
 
 /* A kept feature set, read for a refit. */
@@ -438,7 +449,8 @@ classifier_refit(struct store_txn *txn, const struct classifier_conf *c)
 					goto out;
 		}
 	}
-	if (store_tokens_reweigh(txn, wmap_get, &m) == -1)
+	if (store_tokens_reweigh(txn, wmap_get, &m) == -1 ||
+	    store_del(txn, KEY_UNFIT) == -1)
 		goto out;
 	rc = (long long)l.n;
 out:

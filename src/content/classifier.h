@@ -97,6 +97,10 @@ int	classifier_learn(struct store_txn *, const struct classifier_conf *,
  */
 long long classifier_refit(struct store_txn *, const struct classifier_conf *);
 
+/* Messages learnt (as a class) since the last classifier_refit(): a
+ * learner that refits in batches refits while this is above 0. */
+long long classifier_unfit(struct store_txn *);
+
 /* Learnt messages whose features are kept for classifier_refit(). */
 long long classifier_kept(struct store_txn *);
 

@@ -4,6 +4,7 @@ domain's thresholds say, and a learn while moatd runs is visible to the
 next message."""
 import os
 import subprocess
+import time
 
 from moatlib import ROOT, message, send_one
 
@@ -111,15 +112,17 @@ def test_learn_while_running(make_moat, tmp_path):
     assert len(m.delivered()) == 3 and flagged() == 1
 
 
-def training_moat(make_moat, trusted=True):
+def training_moat(make_moat, trusted=True, workers=2, **bayes):
+    conf = {"min_spam": "1", "min_ham": "1",
+            "spam_address": "spam@example.test",
+            "ham_address": "ham@example.test"}
+    conf.update(bayes)
     return make_moat(
-        users=["alice@example.test"],
+        users=["alice@example.test"], workers=workers,
         files={"nets": "127.0.0.0/8\n" if trusted else "10.0.0.0/8\n"},
         sections={"pipeline": {"filters": "relay bayes recipients score"},
                   "relay": {"networks": "nets"},
-                  "bayes": {"min_spam": "1", "min_ham": "1",
-                            "spam_address": "spam@example.test",
-                            "ham_address": "ham@example.test"}})
+                  "bayes": conf})
 
 
 def forwarded(inner):
@@ -173,3 +176,74 @@ def test_training_address_refused_to_outsiders(make_moat):
     assert c.text("RCPT TO:<spam@example.test>").startswith("550 5.7.1")
     c.cmd("QUIT")
     c.close()
+
+
+def test_spam_and_ham_in_one_transaction(make_moat):
+    # One transaction teaches one class: the other training address gets
+    # 452 4.5.3 at RCPT and is sent again on its own (RFC 5321 §3.3).
+    m = training_moat(make_moat)
+    from moatlib import greet
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<alice@example.test>", 250)
+    c.cmd("RCPT TO:<spam@example.test>", 250)
+    assert c.text("RCPT TO:<ham@example.test>").startswith("452 4.5.3")
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(message(subject="zq", body="zorbix quandle\r\n") + ".\r\n")
+    assert c.reply()[0] == 250
+    c.cmd("QUIT")
+    c.close()
+    assert "learnt 1 spam, 0 ham" in ctl(m, "stats")
+    assert len(m.delivered()) == 1
+    # Sent again to ham@ alone: learnt as ham (it moves).
+    code, _ = send_one(m.port, rcpts=("ham@example.test",),
+                       msg=message(subject="zq", body="zorbix quandle\r\n"))
+    assert code == 250
+    assert "learnt 0 spam, 1 ham" in ctl(m, "stats")
+
+
+def test_training_rate_limit(make_moat):
+    # Per client address and worker: one worker, so every connection
+    # counts against the same window.
+    m = training_moat(make_moat, workers=1, train_limit="2",
+                      train_window="3600")
+    for i in range(2):
+        msg = message(subject=f"t{i}", body=f"zorbix {i} frimp\r\n")
+        assert send_one(m.port, rcpts=("spam@example.test",),
+                        msg=msg)[0] == 250
+    from moatlib import greet
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<alice@example.test>", 250)
+    assert c.text("RCPT TO:<spam@example.test>").startswith("450 4.7.1")
+    assert c.text("RCPT TO:<ham@example.test>").startswith("450 4.7.1")
+    # Mail for real mailboxes is not limited.
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("QUIT")
+    c.close()
+    assert "learnt 2 spam, 0 ham" in ctl(m, "stats")
+    assert "event=bayes_train_limit ip=127.0.0.1 limit=2" in m.log()
+
+
+def wait_log(m, text, timeout=20.0):
+    end = time.time() + timeout
+    while text not in m.log():
+        assert time.time() < end, f"no {text!r} in the log"
+        time.sleep(0.02)
+
+
+def test_refit_batched(make_moat):
+    # Learning by mail writes counts per message; the perceptron is
+    # refit once for a batch (here: at the third learnt message).
+    m = training_moat(make_moat, workers=1, refit_messages="3",
+                      refit_interval="3600")
+    for i in range(2):
+        msg = message(subject=f"r{i}", body=f"quandle {i} zorbix\r\n")
+        assert send_one(m.port, rcpts=("spam@example.test",),
+                        msg=msg)[0] == 250
+    assert "event=bayes_learn class=spam messages=1 budget=0 unfit=2" \
+        in m.log()
+    assert "event=bayes_refit" not in m.log()
+    msg = message(subject="r2", body="frimp quandle\r\n")
+    assert send_one(m.port, rcpts=("ham@example.test",), msg=msg)[0] == 250
+    wait_log(m, "event=bayes_refit learnt=3 kept=3")
+    assert m.log().count("event=bayes_refit") == 1

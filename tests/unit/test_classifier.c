@@ -373,6 +373,36 @@ test_store_kv(void **state)
 	store_abort(txn);
 }
 
+static long long
+unfit(void)
+{
+	struct store_txn	*txn = store_begin(st, false);
+	long long		 n = classifier_unfit(txn);
+
+	store_abort(txn);
+	return n;
+}
+
+/* Learning counts what a batched refit has to catch up with: what
+ * changed (learnt, moved, forgotten), not what was already known. */
+static void
+test_unfit(void **state)
+{
+	enum cls prev;
+
+	(void)state;
+	assert_int_equal(unfit(), 0);
+	assert_int_equal(learn("alpha beta", CLS_SPAM, &prev), 1);
+	assert_int_equal(learn("alpha beta", CLS_SPAM, &prev), 0);
+	assert_int_equal(learn("gamma delta", CLS_HAM, &prev), 1);
+	assert_int_equal(unfit(), 2);
+	assert_int_equal(learn("gamma delta", CLS_SPAM, &prev), 1);
+	assert_int_equal(learn("alpha beta", CLS_NONE, &prev), 1);
+	assert_int_equal(unfit(), 4);
+	assert_true(refit(learn_conf) >= 0);
+	assert_int_equal(unfit(), 0);
+}
+
 int
 main(void)
 {
@@ -388,6 +418,7 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_store_kv, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_unfit, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

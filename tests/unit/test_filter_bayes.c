@@ -124,6 +124,66 @@ test_training_rcpt(void **state)
 	harness_free(&h);
 }
 
+/* One class per transaction: with spam@ accepted, ham@ is deferred
+ * (452 4.5.3 at RCPT; the client sends it again on its own). */
+static void
+test_one_class_per_transaction(void **state)
+{
+	const char	*kv[] = { "spam_address", "spam@example.test",
+			    "ham_address", "ham@example.test", NULL };
+	struct harness	 h;
+	struct rcpt	 taken = { .accepted = true, .consumed = CLS_SPAM };
+
+	(void)state;
+	assert_int_equal(harness_init(&h, &filter_bayes, "example.test",
+	    kv), 0);
+	h.s.trusted = true;
+	h.t.rcpts = &taken;
+	h.t.nrcpt = 1;
+	harness_rcpt(&h, "<ham@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_DEFER);
+	assert_int_equal(h.r.consumed, 0);
+	/* The same class again is fine (the core drops the repeat). */
+	harness_rcpt(&h, "<spam@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	harness_free(&h);
+}
+
+/* train_limit per client address (an IPv6 client by its /64): at N
+ * accepted, at N+1 deferred; another client has its own count. */
+static void
+test_train_limit(void **state)
+{
+	const char	*kv[] = { "spam_address", "spam@example.test",
+			    "train_limit", "2", NULL };
+	struct harness	 h;
+	struct sockaddr_in6 *sin6;
+
+	(void)state;
+	assert_int_equal(harness_init(&h, &filter_bayes, "example.test",
+	    kv), 0);
+	h.s.trusted = true;
+	harness_client(&h, "192.0.2.7");
+	harness_rcpt(&h, "<spam@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_DEFER);
+	harness_client(&h, "192.0.2.8");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	/* Two addresses of one /64 are one client. */
+	memset(&h.s.peer, 0, sizeof(h.s.peer));
+	sin6 = (struct sockaddr_in6 *)&h.s.peer;
+	sin6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, "2001:db8:1:2::1", &sin6->sin6_addr);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	inet_pton(AF_INET6, "2001:db8:1:2::99", &sin6->sin6_addr);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_DEFER);
+	inet_pton(AF_INET6, "2001:db8:1:3::1", &sin6->sin6_addr);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_ACCEPT);
+	harness_free(&h);
+}
+
 int
 main(void)
 {
@@ -131,6 +191,8 @@ main(void)
 		cmocka_unit_test(test_map),
 		cmocka_unit_test(test_symbol),
 		cmocka_unit_test(test_training_rcpt),
+		cmocka_unit_test(test_one_class_per_transaction),
+		cmocka_unit_test(test_train_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
