@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -79,6 +80,8 @@ struct proc {
 	pid_t		 pid;		/* 0: entry free */
 	int		 slot;
 	unsigned	 gen;
+	long long	 timeout_ms;	/* its heartbeat timeout; 0: none */
+	bool		 killed;	/* silent: SIGKILL sent */
 };
 
 static struct moat_config	*m_cf;
@@ -95,6 +98,11 @@ static bool			 m_reload_pending;
 static bool			 m_dropped;	/* workers must shed our caps */
 /* Workers read EOF on [0] once the master, sole holder of [1], is gone. */
 static int			 m_alive[2] = { -1, -1 };
+/* Heartbeats, one per m_procs entry, in a mapping shared with the
+ * workers: each writes worker_clock_ms() from a timer on its loop. */
+static uint64_t			*m_beats;
+static struct event		*m_watch;	/* check_heartbeats */
+static uint64_t			 m_last_watch;
 
 /* Splits "host:port" / "[v6]:port" and binds one SO_REUSEPORT socket. */
 static int
@@ -311,6 +319,17 @@ child_setup(int s, pid_t master)
 	signal(SIGCHLD, SIG_DFL);
 }
 
+/* How often a worker beats and the master looks, for a timeout in
+ * seconds: four beats per timeout, at most one a second, at least every
+ * 250 ms. */
+static long
+beat_period(long long timeout)
+{
+	long long ms = timeout * 1000 / 4;
+
+	return timeout == 0 || ms > 1000 ? 1000 : ms < 250 ? 250 : (long)ms;
+}
+
 /* Forks slot s's current worker, running generation m_gen. */
 static void
 spawn(int s)
@@ -329,6 +348,10 @@ spawn(int s)
 	for (k = 0; k < m_nlisten; k++)
 		fds[k] = m_fds[k][s];
 	connlimit_clear(p);
+	/* The new worker has a whole timeout to get its loop going. */
+	__atomic_store_n(&m_beats[p], worker_clock_ms(), __ATOMIC_RELAXED);
+	ws.heartbeat = &m_beats[p];
+	ws.heartbeat_ms = beat_period(m_cf->server.heartbeat_timeout);
 	/* A signal reaching the child before it has its own handlers
 	 * would run the master's libevent handler there, which writes to
 	 * the master's signal pipe: a SIGTERM meant for a new worker would
@@ -357,6 +380,8 @@ spawn(int s)
 	m_procs[p].pid = pid;
 	m_procs[p].slot = s;
 	m_procs[p].gen = m_gen;
+	m_procs[p].timeout_ms = m_cf->server.heartbeat_timeout * 1000;
+	m_procs[p].killed = false;
 	m_slots[s].pid = pid;
 	m_slots[s].gen = m_gen;
 	m_slots[s].started = time(NULL);
@@ -375,12 +400,20 @@ restart_cb(evutil_socket_t fd, short what, void *arg)
 		spawn(s);
 }
 
-/* A current worker died: its slot restarts, later if it died young. */
+/* A current worker died: its slot restarts, later if it died young. One
+ * killed for its silence restarts at once: connections wait in its queue,
+ * and the silence itself spaced the restarts by the heartbeat timeout. */
 static void
-slot_died(int s, pid_t pid, int status)
+slot_died(int s, pid_t pid, int status, bool killed)
 {
 	struct slot *sl = &m_slots[s];
 
+	if (killed) {
+		log_warn("event=worker_died slot=%d pid=%d status=%d "
+		    "reason=stuck restart_in=0s", s, (int)pid, status);
+		schedule_restart(s, 0);
+		return;
+	}
 	if (time(NULL) - sl->started < YOUNG)
 		sl->backoff = sl->backoff ? (sl->backoff * 2 > BACKOFF_MAX ?
 		    BACKOFF_MAX : sl->backoff * 2) : 1;
@@ -407,7 +440,7 @@ reaped(pid_t pid, int status)
 	if (m_slots[s].pid == pid) {
 		m_slots[s].pid = 0;
 		if (!m_stopping) {
-			slot_died(s, pid, status);
+			slot_died(s, pid, status, m_procs[p].killed);
 			return;
 		}
 	}
@@ -415,6 +448,66 @@ reaped(pid_t pid, int status)
 	    (int)pid, m_procs[p].gen, status);
 	if (m_stopping && procs_live() == 0)
 		event_base_loopexit(m_base, NULL);
+}
+
+/*
+ * A worker whose loop has not beaten for its timeout is stuck (an
+ * endless loop, a blocking call, SIGSTOP): it serves nobody, and the
+ * kernel keeps handing its SO_REUSEPORT socket a share of the new
+ * connections. It is killed; its slot's sockets stay open here, so what
+ * waits in their queues is served by the heir, started at once
+ * (slot_died). Closing them instead would reset every queued connection,
+ * and could not be undone after the privilege drop for a port below
+ * 1024. Draining workers are watched too: a stuck one would hold its
+ * region, and the reload room, for ever.
+ */
+static void
+stuck(int p, uint64_t silent_ms)
+{
+	log_warn("event=worker_stuck slot=%d pid=%d gen=%u silent_ms=%llu "
+	    "action=kill", m_procs[p].slot, (int)m_procs[p].pid,
+	    m_procs[p].gen, (unsigned long long)silent_ms);
+	(void)kill(m_procs[p].pid, SIGKILL);
+	m_procs[p].killed = true;
+}
+
+static void
+watch_schedule(void)
+{
+	long		ms = beat_period(m_cf->server.heartbeat_timeout);
+	struct timeval	tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(m_watch, &tv);
+}
+
+/* Every beat period: who has been silent too long? A master that was
+ * itself not running for a while (the host suspended, the master
+ * stopped) cannot tell, and looks again next time. */
+static void
+check_heartbeats(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t	now = worker_clock_ms(), beat;
+	long		period = beat_period(m_cf->server.heartbeat_timeout);
+	bool		late;
+	int		p;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	late = m_last_watch != 0 && now - m_last_watch > (uint64_t)(2 *
+	    period + 1000);
+	m_last_watch = now;
+	watch_schedule();
+	if (late)
+		return;
+	for (p = 0; p < m_nprocs; p++) {
+		if (m_procs[p].pid == 0 || m_procs[p].killed ||
+		    m_procs[p].timeout_ms == 0)
+			continue;
+		beat = __atomic_load_n(&m_beats[p], __ATOMIC_RELAXED);
+		if (now > beat && now - beat > (uint64_t)m_procs[p].timeout_ms)
+			stuck(p, now - beat);
+	}
 }
 
 /*
@@ -470,6 +563,7 @@ reload(void)
 		m_slots[s].backoff = 0;
 		spawn(s);
 	}
+	watch_schedule();	/* the new period */
 	log_info("event=reloaded config=%s gen=%u", cf->path, m_gen);
 }
 
@@ -537,7 +631,9 @@ master_free(struct event **ev, int nev)
 	for (i = 0; i < m_nworkers; i++)
 		if (m_slots[i].restart != NULL)
 			event_free(m_slots[i].restart);
+	event_free(m_watch);
 	event_base_free(m_base);
+	munmap(m_beats, sizeof(*m_beats) * LIMIT_WORKERS);
 	close(m_alive[0]);
 	close(m_alive[1]);
 }
@@ -558,7 +654,9 @@ master_run(struct moat_config *cf)
 	m_nprocs = GENERATIONS * m_nworkers < LIMIT_WORKERS ?
 	    GENERATIONS * m_nworkers : LIMIT_WORKERS;
 	raise_nofile();
-	if (pipe2(m_alive, O_CLOEXEC) == -1 ||
+	m_beats = mmap(NULL, sizeof(*m_beats) * LIMIT_WORKERS, PROT_READ |
+	    PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m_beats == MAP_FAILED || pipe2(m_alive, O_CLOEXEC) == -1 ||
 	    connlimit_init(m_nprocs) == -1 ||
 	    bind_all(err, sizeof(err)) == -1 ||
 	    drop_privileges(err, sizeof(err)) == -1) {
@@ -573,6 +671,8 @@ master_run(struct moat_config *cf)
 	ev[3] = evsignal_new(m_base, SIGINT, on_sigterm, NULL);
 	for (i = 0; i < 4; i++)
 		evsignal_add(ev[i], NULL);
+	m_watch = evtimer_new(m_base, check_heartbeats, NULL);
+	watch_schedule();
 	log_info("event=ready listen=\"%s\" workers=%d pid=%d",
 	    cf->server.listen, m_nworkers, (int)getpid());
 	for (i = 0; i < m_nworkers; i++)

@@ -28,6 +28,7 @@
 
 #include "../core/log.h"
 #include "../deliver/deliver.h"
+#include "../filters/policy.h"
 #include "../smtp/session_int.h"
 #include "connlimit.h"
 #include "worker.h"
@@ -51,6 +52,8 @@ static struct event		*w_accept_timer;	/* ends a pause */
 static long			 w_accept_pause_ms;	/* 0: no failure since
 							 * the last accept */
 static bool			 w_accept_paused;
+static uint64_t			*w_heartbeat;	/* in the master's mapping */
+static struct event		*w_beat_timer;
 static struct bufferevent	*stdio_out;	/* piped stdio: fd 1 */
 static struct bufferevent	*stdio_in, *stdio_inner;
 
@@ -336,6 +339,43 @@ on_master_pipe(evutil_socket_t fd, short what, void *arg)
 	orphaned();
 }
 
+uint64_t
+worker_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A heartbeat: the loop is turning. Written from a timer on the loop, so
+ * a worker stuck in a callback, in a loop or stopped stays silent and
+ * the master replaces it (master.c, check_heartbeats). */
+static void
+beat(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	__atomic_store_n(w_heartbeat, worker_clock_ms(), __ATOMIC_RELAXED);
+}
+
+static int
+beat_start(const struct worker_spec *ws)
+{
+	struct timeval tv = { ws->heartbeat_ms / 1000,
+	    (ws->heartbeat_ms % 1000) * 1000 };
+
+	if (ws->heartbeat == NULL || ws->heartbeat_ms <= 0)
+		return 0;
+	w_heartbeat = ws->heartbeat;
+	beat(-1, 0, NULL);
+	if ((w_beat_timer = event_new(w_base, -1, EV_PERSIST, beat, NULL)) ==
+	    NULL)
+		return -1;
+	return evtimer_add(w_beat_timer, &tv);
+}
+
 static void
 worker_setup(struct moat_config *cf)
 {
@@ -382,18 +422,22 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 	evutil_make_socket_nonblocking(ws->master_fd);
 	orphan = event_new(w_base, ws->master_fd, EV_READ | EV_PERSIST,
 	    on_master_pipe, event_self_cbarg());
-	if (term == NULL || orphan == NULL || event_add(orphan, NULL) == -1)
+	if (term == NULL || orphan == NULL || event_add(orphan, NULL) == -1 ||
+	    beat_start(ws) == -1)
 		return 1;
 	sigprocmask(SIG_SETMASK, &ws->sigmask, NULL);
 	log_msg(LVL_DEBUG, 0, "event=worker_start slot=%d region=%d",
 	    ws->slot, ws->region);
 	event_base_dispatch(w_base);
+	pipeline_worker_fini();
 	deliver_worker_fini();
 	event_free(orphan);
 	event_free(term);
 	if (w_drain_timer != NULL)
 		event_free(w_drain_timer);
 	event_free(w_accept_timer);
+	if (w_beat_timer != NULL)
+		event_free(w_beat_timer);
 	return 0;
 }
 
@@ -687,6 +731,7 @@ worker_stdio(struct moat_config *cf)
 		bufferevent_free(stdio_in);
 		bufferevent_free(stdio_inner);
 	}
+	pipeline_worker_fini();
 	deliver_worker_fini();
 	event_base_free(w_base);
 	stdio_relays_wait();

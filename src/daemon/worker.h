@@ -6,6 +6,7 @@
 #define MOAT_WORKER_H
 
 #include <signal.h>
+#include <stdint.h>
 
 #include "conf.h"
 
@@ -16,10 +17,16 @@ struct worker_spec {
 	int		 slot;		/* which socket set, for the log */
 	int		 region;	/* its connection-count region */
 	int		 master_fd;	/* reads EOF once the master is gone */
+	uint64_t	*heartbeat;	/* shared: worker_clock_ms() of the
+					 * loop's last beat; the master reads */
+	long		 heartbeat_ms;	/* beat period; 0: none */
 	sigset_t	 sigmask;	/* set once our handlers are (signals
 					 * arrive blocked from the fork) */
 };
 
+/* The clock heartbeats are written and read in: CLOCK_MONOTONIC in
+ * milliseconds, the same in every process. */
+uint64_t	worker_clock_ms(void);
 /* Runs until drained (SIGTERM, or the master gone); returns the process
  * exit code. */
 int	worker_run(struct moat_config *, const struct worker_spec *);
