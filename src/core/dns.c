@@ -215,14 +215,31 @@ dns_answer_ttl(const unsigned char *b, size_t len)
 	return min < 0 ? 0 : min;
 }
 
-/* A name from c-ares as we hand it out: lowercased, no trailing dot. */
+/* Whether s[0..len) ends in a dot that is not escaped ("\\." is a dot
+ * inside a label in c-ares' presentation form, RFC 1035 §5.1). */
+static bool
+ends_in_dot(const char *s, size_t len)
+{
+	size_t	bs = 0;
+
+	if (len == 0 || s[len - 1] != '.')
+		return false;
+	while (bs + 1 < len && s[len - 2 - bs] == '\\')
+		bs++;
+	return bs % 2 == 0;
+}
+
+/* A name from c-ares as we hand it out: lowercased, no trailing dot. A
+ * label byte that is not printable, a dot or a backslash inside a label
+ * stay in c-ares' escaped form (\DDD, \., \\), which dns_query() refuses:
+ * such a name is never looked up again. */
 static char *
 name_dup(const char *s, size_t *lenp)
 {
 	size_t	 len = strlen(s), i;
 	char	*d;
 
-	if (len > 0 && s[len - 1] == '.')
+	if (ends_in_dot(s, len))
 		len--;
 	if ((d = malloc(len + 1)) == NULL)
 		return NULL;

@@ -351,3 +351,33 @@ class SlowDNS:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _selftest():
+    """python3 tests/integration/dnsserver.py: both servers answer as
+    documented (the fixtures' own check; later filters' tests use them)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        with Unbound(d, ['a.test. 300 IN A 192.0.2.1',
+                         'txt.test. 300 IN TXT "a" "b"',
+                         'nullmx.test. 300 IN MX 0 .']) as u:
+            assert u.query("a.test") == ("NOERROR", ["192.0.2.1"])
+            assert u.query("txt.test", "TXT") == ("NOERROR", ["ab"])
+            assert u.query("nullmx.test", "MX") == ("NOERROR", ["0 ."])
+            assert u.query("nx.test")[0] == "NXDOMAIN"
+            assert u.query("www.example.com")[0] == "NXDOMAIN"
+            assert u.queries_for("a.test") == 1
+        assert u.proc is None
+    with SlowDNS(delay=0.2, zones={"slow.test": {"A": ["192.0.2.7"]}}) as s:
+        assert udp_query(s.addr, s.port, "slow.test", timeout=5) == \
+            ("NOERROR", ["192.0.2.7"])
+        assert udp_query(s.addr, s.port, "no.test", timeout=5)[0] == \
+            "NXDOMAIN"
+    with SlowDNS(delay=None) as s:
+        assert udp_query(s.addr, s.port, "slow.test", timeout=0.3) is None
+        assert s.queries == 1
+    print("dnsserver: ok")
+
+
+if __name__ == "__main__":
+    _selftest()
