@@ -59,7 +59,7 @@ struct dns_entry {
 	bool			 linked;	/* in the hash table */
 	bool			 cached;	/* in the LRU list too */
 	bool			 starting;	/* inside ares_query() */
-	time_t			 expires;	/* cached: monotonic s */
+	int64_t			 expires;	/* cached: monotonic ms */
 	struct dns_answer	 ans;		/* status, ttl, n, rr */
 	char			 name[];
 };
@@ -466,13 +466,13 @@ dns_reverse(int family, const void *addr, const char *zone, char *out,
 
 /* ---- the resolver ---- */
 
-static time_t
-now_s(void)
+static int64_t
+now_ms(void)
 {
 	struct timespec	ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static double
@@ -587,7 +587,7 @@ entry_store(struct dns_entry *e)
 		entry_unlink(e);
 		return;
 	}
-	e->expires = now_s() + (time_t)ttl;
+	e->expires = now_ms() + ttl * 1000;
 	e->cached = true;
 	TAILQ_INSERT_HEAD(&D.lru, e, lru);
 	D.st.cached++;
@@ -600,14 +600,14 @@ deliver(struct dns_req *r)
 {
 	struct dns_entry	*e = r->e;
 	struct dns_answer	 a = e->ans;
-	time_t			 left;
+	int64_t			 left;
 
 	a.name = e->name;
 	a.cached = r->cached;
 	a.ms = r->cached ? 0 : ms_since(&r->start);
 	if (r->cached) {
-		left = e->expires - now_s();
-		a.ttl = left > 0 ? (uint32_t)left : 0;
+		left = e->expires - now_ms();	/* seconds, rounded up */
+		a.ttl = left > 0 ? (uint32_t)((left + 999) / 1000) : 0;
 	}
 	r->cb(&a, r->arg);
 	free(r);
@@ -722,7 +722,7 @@ dns_query(enum dns_type t, const char *name, dns_cb cb, void *arg)
 		return NULL;
 	h = key_hash(t, key);
 	if ((e = entry_find(t, key, h)) != NULL && !e->pending &&
-	    e->expires <= now_s()) {
+	    e->expires <= now_ms()) {
 		entry_unlink(e);
 		e = NULL;
 	}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <cmocka.h>
@@ -32,6 +33,8 @@
 
 #define UNBOUND		"/usr/sbin/unbound"
 #define DEADLINE_S	10.0
+#define BIG50	"0123456789abcdefghij0123456789abcdefghij0123456789"
+#define BIG250	BIG50 BIG50 BIG50 BIG50 BIG50
 
 static const char *const local_data[] = {
 	"a.test. 300 IN A 192.0.2.1",
@@ -43,6 +46,8 @@ static const char *const local_data[] = {
 	"txt.test. 300 IN TXT \"v=spf1 \" \"ip4:192.0.2.0/24 -all\"",
 	"txt.test. 300 IN TXT \"second\"",
 	"nul.test. 300 IN TXT \"a\\000b\"",
+	"big.test. 300 IN TXT \"" BIG250 "\" \"" BIG250 "\"",
+	"big.test. 300 IN TXT \"" BIG250 "\" \"" BIG250 "\" \"x\"",
 	"mx.test. 300 IN MX 10 Mail.MX.test.",
 	"mx.test. 300 IN MX 20 b.mx.test.",
 	"nullmx.test. 300 IN MX 0 .",
@@ -310,6 +315,8 @@ group_setup(void **state)
 	path_of(out, sizeof(out), "unbound.out");
 	write_conf(conf, port);
 	if ((unbound_pid = fork()) == 0) {
+		/* dies with us, even when a test crashes */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		dup2(fd, 1);
 		dup2(fd, 2);
@@ -445,6 +452,21 @@ test_txt(void **state)
 	assert_int_equal(g.n, 1);
 	assert_int_equal(g.len[0], 3);
 	assert_memory_equal(g.str[0], "a\0b", 4);
+}
+
+/* Past 512 octets: truncated over UDP, asked again over TCP (RFC 1035
+ * §4.2.1, RFC 7766), which the socket events must follow. */
+static void
+test_txt_tcp(void **state)
+{
+	struct got	g;
+
+	(void)state;
+	ask(DNS_TXT, "big.test", &g);
+	assert_int_equal(g.status, DNS_OK);
+	assert_int_equal(g.n, 2);
+	assert_true(has_str(&g, BIG250 BIG250));
+	assert_true(has_str(&g, BIG250 BIG250 "x"));
 }
 
 static void
@@ -1033,6 +1055,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_aaaa, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ptr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_txt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txt_tcp, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_mx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_negative, setup,
 		    teardown),
