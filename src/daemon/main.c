@@ -64,7 +64,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "moatd: cannot open %s\n", err);
 		return 1;
 	}
-	if (stdio_mode)
-		return worker_stdio(cf);
+	if (stdio_mode) {
+		i = worker_stdio(cf);
+		conf_free(cf);
+		return i;
+	}
 	return master_run(cf);
 }

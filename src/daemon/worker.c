@@ -435,6 +435,7 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 	event_free(term);
 	if (w_drain_timer != NULL)
 		event_free(w_drain_timer);
+	w_drain_timer = NULL;
 	event_free(w_accept_timer);
 	if (w_beat_timer != NULL)
 		event_free(w_beat_timer);
