@@ -18,6 +18,10 @@
  * after a back-off that doubles while it keeps dying young (1 s .. 30 s).
  * Any other reaped pid was draining and just frees its entry.
  *
+ * Each worker beats from a timer on its loop into a shared word; one
+ * silent for longer than worker_heartbeat_timeout is SIGKILLed and, if
+ * current, restarted at once (check_heartbeats).
+ *
  * SIGHUP loads the config anew: on error the old one keeps serving; on
  * success every slot gets a worker of the new generation at once and the
  * old ones drain. SIGTERM/SIGINT drain every worker and exit; from then

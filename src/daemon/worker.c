@@ -6,6 +6,9 @@
  * left after drain_timeout is closed. The loop ends with the last session.
  * A worker whose master is gone drains the same way, within a shorter
  * bound (see orphaned).
+ *
+ * The loop beats for the master (beat) and pauses accepting when accept
+ * fails for want of descriptors or memory (accept_error).
  */
 #include <arpa/inet.h>
 #include <errno.h>
