@@ -234,6 +234,26 @@ set_deadline(long long *out, const char *key, const char *val, char *err,
 	return 0;
 }
 
+#define DNS(f)	offsetof(struct dns_conf, f)
+
+/* [dns]: the worker's resolver (src/core/dns.c, docs/DNS.md). */
+static const struct opt dns_opts[] = {
+	{ "resolver", OPT_STR, "", 0, 0, DNS(resolver),
+	    "host[:port][,host[:port]...] of the resolver (a local unbound; "
+	    "DNSBL operators refuse public resolvers); empty: resolv.conf" },
+	{ "timeout_ms", OPT_INT, "2000", 10, 60000, DNS(timeout_ms),
+	    "milliseconds per try of a query" },
+	{ "tries", OPT_INT, "2", 1, 10, DNS(tries), "tries per query" },
+	{ "ttl_min", OPT_INT, "60", 0, 86400, DNS(ttl_min),
+	    "seconds an answer is cached at least (answers' TTLs are "
+	    "clamped)" },
+	{ "ttl_max", OPT_INT, "3600", 1, 604800, DNS(ttl_max),
+	    "seconds an answer is cached at most" },
+	{ "cache_size", OPT_INT, "10000", 0, 10000000, DNS(cache_size),
+	    "answers cached per worker (0: none)" },
+	OPT_END
+};
+
 static int
 on_key(void *ctx, const char *sect, const char *key, const char *val,
     int line, char *err, size_t errlen)
@@ -249,6 +269,9 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 	if (strcmp(sect, "delivery") == 0)
 		return set_checked(deliver_opts, def->delivery, sect, key,
 		    val, lc->dir, err, errlen);
+	if (strcmp(sect, "dns") == 0)
+		return set_checked(dns_opts, &lc->cf->pl->dns, sect, key, val,
+		    lc->dir, err, errlen);
 	if (strcmp(sect, "pipeline") == 0) {
 		if (strcmp(key, "deadline_rcpt") == 0)
 			return set_deadline(&lc->cf->pl->deadline_rcpt, key,
@@ -568,6 +591,12 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	snprintf(db, sizeof(db), "%s/db", cf->server.var_dir);
 	store_configure(db, (size_t)cf->server.store_map_size);
 	cf->server.smtp.spool_dir = cf->server.var_dir;
+	if (cf->pl->dns.ttl_min > cf->pl->dns.ttl_max) {
+		snprintf(err, errlen, "%s: [dns] ttl_min (%lld) is more than "
+		    "ttl_max (%lld)", cf->path, cf->pl->dns.ttl_min,
+		    cf->pl->dns.ttl_max);
+		return -1;
+	}
 	if (cf->server.smtp.message_memory_budget <
 	    cf->server.smtp.message_memory) {
 		snprintf(err, errlen, "%s: [server] message_memory_budget "
@@ -599,6 +628,10 @@ conf_load(const char *path, char *err, size_t errlen)
 	 * (filter_wait): at RCPT, and at the other stages. */
 	cf->pl->deadline_rcpt = 3000;
 	cf->pl->deadline_other = 1000;
+	if (opt_defaults(dns_opts, &cf->pl->dns, NULL, err, errlen) == -1) {
+		conf_free(cf);
+		return NULL;
+	}
 	snprintf(tmp, sizeof(tmp), "%s", path);
 	dir = dirname(tmp);
 	cf->path = strdup(path);
@@ -649,6 +682,7 @@ conf_free(struct moat_config *cf)
 			deliver_conf_free(cf->pl->domains[i]->delivery);
 			free(cf->pl->domains[i]->delivery);
 		}
+		opt_free(dns_opts, &cf->pl->dns);
 		pipeline_free(cf->pl);
 	}
 	opt_free(server_opts, &cf->server);
@@ -687,6 +721,7 @@ conf_dump_defaults(void)
 		    true);
 	}
 	dump_table("delivery", deliver_opts, false);
+	dump_table("dns", dns_opts, false);
 	printf("# [domain example.org] overrides any filter.key or "
 	    "delivery.key for one recipient\n# domain; observe = yes puts "
 	    "its whole policy in observe mode\n");

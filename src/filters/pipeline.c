@@ -420,6 +420,32 @@ pipeline_disconnect(struct session *s)
 	s->pl_data = NULL;
 }
 
+/*
+ * The worker's resolver starts with its first session, on that session's
+ * event base (a worker serves one configuration: a reload replaces the
+ * worker). A resolver that cannot start is logged once; every lookup is
+ * then no data.
+ */
+static bool	dns_started;
+
+static void
+pipeline_dns_start(struct session *s)
+{
+	char err[256];
+
+	dns_started = true;
+	if (dns_init(s->base, &pipeline_active->dns, err, sizeof(err)) == -1)
+		log_msg(LVL_WARN, 0, "event=dns_error why=\"%s\"", err);
+}
+
+void
+pipeline_worker_fini(void)
+{
+	if (dns_started)
+		dns_fini();
+	dns_started = false;
+}
+
 void
 pipeline_stage(struct session *s, enum stage st)
 {
@@ -427,6 +453,8 @@ pipeline_stage(struct session *s, enum stage st)
 		pipeline_disconnect(s);
 		return;
 	}
+	if (!dns_started)
+		pipeline_dns_start(s);
 	s->pl_index = 0;
 	pipeline_run(s);
 }

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 
+#include "../core/dns.h"
 #include "../core/lists.h"
 #include "filter.h"
 
@@ -36,6 +37,7 @@ struct pipeline {
 	long long		 timeout;	/* pending hook, seconds */
 	long long		 deadline_rcpt;	/* filter_wait at RCPT, ms */
 	long long		 deadline_other; /* ... at other stages, ms */
+	struct dns_conf		 dns;		/* [dns]: the worker's resolver */
 };
 
 /* The pipeline the worker runs (set once config is loaded). */
@@ -49,6 +51,9 @@ bool			 pipeline_is_local(const struct policy *,
 			    const char *domain);
 /* Runs a stage; the verdict reaches session_resume(). */
 void			 pipeline_stage(struct session *, enum stage);
+/* Ends the worker's share of the pipeline (its resolver); before the
+ * event base is freed. */
+void			 pipeline_worker_fini(void);
 /* Frees a pipeline and every policy's filter state. */
 void			 pipeline_free(struct pipeline *);
 

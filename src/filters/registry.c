@@ -7,6 +7,8 @@
 #include "filter.h"
 
 extern const struct filter filter_relay;
+extern const struct filter filter_dnsbl;
+extern const struct filter filter_fcrdns;
 extern const struct filter filter_badmailfrom;
 extern const struct filter filter_recipients;
 extern const struct filter filter_bayes;
@@ -14,6 +16,8 @@ extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
 	&filter_relay,
+	&filter_dnsbl,
+	&filter_fcrdns,
 	&filter_badmailfrom,
 	&filter_recipients,
 	&filter_bayes,

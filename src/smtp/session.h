@@ -207,11 +207,18 @@ struct session {
 	socklen_t		 peerlen, locallen;
 	char			 ip[48];	/* client address, text */
 	char			 helo[LIMIT_HELO + 1];
+	/* The client's reverse DNS name (fcrdns): the first PTR name, or
+	 * the one that resolved back to the address (rdns_verified). */
+	char			 rdns[LIMIT_DOMAIN + 1];
+	bool			 rdns_verified;
 	char			 tls_info[96];	/* "TLSv1.3 TLS_AES_..." */
 	bool			 esmtp;
 	bool			 tls;
 	bool			 trusted;	/* relay client */
 	bool			 authenticated;
+	/* Allow-listed by a connection check (a DNSWL): the other
+	 * connection-level checks (fcrdns, helo, rhsbl) skip it. */
+	bool			 client_allowed;
 	bool			 stdio;
 	unsigned		 errors;
 	unsigned		 messages;

@@ -88,7 +88,9 @@ def test_reload_good_config_applies(make_moat):
     # An idle session of an old worker is told to come back (421); the
     # old workers drain and exit.
     assert c.cmd("EHLO x")[0] == 421
-    time.sleep(0.5)
+    end = time.time() + 10
+    while old & set(m.worker_pids()) and time.time() < end:
+        time.sleep(0.05)
     assert not (old & set(m.worker_pids()))
 
 
