@@ -481,10 +481,12 @@ spf_ip_arg(const char *a, size_t n, bool six, struct spf_term *t)
 	char		 buf[INET6_ADDRSTRLEN + 1];
 	const char	*slash = memchr(a, '/', n);
 	size_t		 alen = slash != NULL ? (size_t)(slash - a) : n;
-	int		 v, max = six ? 128 : 32;
+	int		 v = 0, max = six ? 128 : 32;
+	size_t		 d;
 
 	if (slash != NULL) {
-		if (spf_cidr_digits(a, n, &v) != n - alen - 1 || v > max)
+		d = spf_cidr_digits(a, n, &v);
+		if (d == 0 || d != n - alen - 1 || v > max)
 			return -1;
 		if (six)
 			t->cidr6 = v;

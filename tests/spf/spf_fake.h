@@ -493,7 +493,7 @@ fake_run_case(const struct fake_zone *z, const struct fake_case *c,
 }
 
 /* Does result r meet the case's expectation? why says how not. */
-static bool
+static inline bool
 fake_case_ok(const struct fake_case *c, const struct spf_result *r,
     char *why, size_t whylen)
 {
