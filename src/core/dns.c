@@ -836,7 +836,7 @@ on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
 }
 
 static int
-conf_check(const struct dns_conf *c, char *err, size_t errlen)
+bounds_check(const struct dns_conf *c, char *err, size_t errlen)
 {
 	const char	*why = NULL;
 
@@ -883,22 +883,52 @@ channel_init(const struct dns_conf *c, char *err, size_t errlen)
 	return 0;
 }
 
-int
-dns_init(struct event_base *base, const struct dns_conf *c, char *err,
-    size_t errlen)
+static int
+library_init(char *err, size_t errlen)
 {
 	static bool	lib;
-	size_t		i;
 
-	if (D.up)
-		dns_fini();
-	if (conf_check(c, err, errlen) == -1)
-		return -1;
 	if (!lib && ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
 		snprintf(err, errlen, "dns: c-ares library init failed");
 		return -1;
 	}
 	lib = true;
+	return 0;
+}
+
+int
+dns_conf_check(const struct dns_conf *c, char *err, size_t errlen)
+{
+	ares_channel	ch;
+	int		rc;
+
+	if (bounds_check(c, err, errlen) == -1 || library_init(err,
+	    errlen) == -1)
+		return -1;
+	if (c->resolver == NULL || c->resolver[0] == '\0')
+		return 0;
+	if ((rc = ares_init(&ch)) != ARES_SUCCESS) {
+		snprintf(err, errlen, "dns: c-ares: %s", ares_strerror(rc));
+		return -1;
+	}
+	if ((rc = ares_set_servers_ports_csv(ch, c->resolver)) != ARES_SUCCESS)
+		snprintf(err, errlen, "dns: resolver \"%s\": %s", c->resolver,
+		    ares_strerror(rc));
+	ares_destroy(ch);
+	return rc == ARES_SUCCESS ? 0 : -1;
+}
+
+int
+dns_init(struct event_base *base, const struct dns_conf *c, char *err,
+    size_t errlen)
+{
+	size_t		i;
+
+	if (D.up)
+		dns_fini();
+	if (bounds_check(c, err, errlen) == -1 || library_init(err,
+	    errlen) == -1)
+		return -1;
 	memset(&D, 0, sizeof(D));
 	D.base = base;
 	D.ttl_min = c->ttl_min;

@@ -23,6 +23,7 @@
  * - answer.ttl of a cached answer is what is left of it, not the
  *   original TTL.
  * - dns_fini() must not be called from a dns callback.
+ * - dns_conf_check(): the config loader's check of a [dns] section.
  */
 #ifndef MOAT_DNS_H
 #define MOAT_DNS_H
@@ -86,6 +87,11 @@ typedef void (*dns_cb)(const struct dns_answer *a, void *arg);
 
 struct dns_req;
 
+/* Checks conf as dns_init() would (bounds, ttl_min <= ttl_max, the
+ * resolver list's syntax) without starting anything: for the config
+ * loader, so a bad [dns] section is refused at start or reload. */
+int		 dns_conf_check(const struct dns_conf *, char *err,
+		    size_t errlen);
 /* Starts the resolver on base; -1 with err set. Again (reload) after
  * dns_fini(). Call it in the worker after fork (c-ares sockets and the
  * cache are per process), once per event_base. */

@@ -911,7 +911,19 @@ test_conf_bounds(void **state)
 	assert_int_equal(dns_init(base, &c, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "ttl_min"));
 	c = conf_of("not an address", 300, 2);
+	assert_int_equal(dns_conf_check(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not an address"));
 	assert_int_equal(dns_init(base, &c, err, sizeof(err)), -1);
+	c = conf_of("127.0.0.1:5353,[::1]:53,192.0.2.1", 300, 2);
+	assert_int_equal(dns_conf_check(&c, err, sizeof(err)), 0);
+	c.tries = 11;
+	assert_int_equal(dns_conf_check(&c, err, sizeof(err)), -1);
+	c = conf_of("", 60000, 10);
+	c.ttl_min = c.ttl_max = 604800;
+	c.cache_size = 10000000;
+	assert_int_equal(dns_conf_check(&c, err, sizeof(err)), 0);
+	c.ttl_max = 604801;
+	assert_int_equal(dns_conf_check(&c, err, sizeof(err)), -1);
 	assert_null(dns_query(DNS_A, "a.test", on_never, NULL));
 	c = conf_of("", 300, 2);	/* /etc/resolv.conf */
 	assert_int_equal(dns_init(base, &c, err, sizeof(err)), 0);
