@@ -22,7 +22,6 @@
  *   the deferred queue (answered, callback on the next loop turn);
  * - no user callback runs inside dns_query(), dns_cancel(), dns_fini().
  */
-#include <ctype.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -215,6 +214,14 @@ dns_answer_ttl(const unsigned char *b, size_t len)
 	return min < 0 ? 0 : min;
 }
 
+/* ASCII only: DNS names compare case-insensitively in ASCII (RFC 4343
+ * §3), whatever the process's locale. */
+static char
+lower(unsigned char c)
+{
+	return (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+}
+
 /* Whether s[0..len) ends in a dot that is not escaped ("\\." is a dot
  * inside a label in c-ares' presentation form, RFC 1035 §5.1). */
 static bool
@@ -244,7 +251,7 @@ name_dup(const char *s, size_t *lenp)
 	if ((d = malloc(len + 1)) == NULL)
 		return NULL;
 	for (i = 0; i < len; i++)
-		d[i] = (char)tolower((unsigned char)s[i]);
+		d[i] = lower((unsigned char)s[i]);
 	d[len] = '\0';
 	*lenp = len;
 	return d;
@@ -509,7 +516,7 @@ name_key(const char *name, char *key)
 			label = 0;
 		} else if (++label > 63)
 			return false;
-		key[i] = (char)tolower(c);
+		key[i] = lower(c);
 	}
 	key[len] = '\0';
 	return true;
