@@ -54,7 +54,8 @@ $(BUILD)/libmoat.a: $(LIBOBJ)
 $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/libmoat.a
+$(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/src/cli/json.o \
+    $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \
@@ -62,6 +63,10 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libmoat.a \
 	    $(LDLIBS) -lcmocka
+
+# moatctl's JSON reader is not in libmoat; its unit test links it.
+$(BUILD)/tests/test_json: $(BUILD)/src/cli/json.o
+$(BUILD)/tests/test_json: LDLIBS += $(BUILD)/src/cli/json.o
 
 # A self-signed certificate for STARTTLS, made once (make run, tests).
 var/tls/cert.pem:
@@ -140,6 +145,10 @@ DNS_LIBS = $(shell pkg-config --libs libcares libevent)
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c src/core/dns.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(DNS_LIBS)
+
+build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
