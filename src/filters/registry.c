@@ -9,6 +9,9 @@
 extern const struct filter filter_relay;
 extern const struct filter filter_dnsbl;
 extern const struct filter filter_fcrdns;
+extern const struct filter filter_rhsbl;
+extern const struct filter filter_helo;
+extern const struct filter filter_sender;
 extern const struct filter filter_badmailfrom;
 extern const struct filter filter_recipients;
 extern const struct filter filter_bayes;
@@ -18,6 +21,9 @@ const struct filter *const filter_registry[] = {
 	&filter_relay,
 	&filter_dnsbl,
 	&filter_fcrdns,
+	&filter_rhsbl,
+	&filter_helo,
+	&filter_sender,
 	&filter_badmailfrom,
 	&filter_recipients,
 	&filter_bayes,
