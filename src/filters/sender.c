@@ -338,21 +338,23 @@ sender_mail(struct filter_call *c)
 	struct sender_sess	*ss = c->data;
 	char			 dom[LIMIT_DOMAIN + 1];
 
+	if (ss != NULL) {
+		/* A new transaction: what an earlier one asked is dropped
+		 * (the resolver's cache keeps the answers). */
+		sender_stop(s, ss);
+		ss->txn = 0;
+	}
 	if (s->trusted || s->authenticated || s->txn->from.null ||
 	    sender_domain(s->txn->from.domain, dom, sizeof(dom)) == -1)
 		return VERDICT(V_CONTINUE);
 	if (ss == NULL) {
 		if ((ss = calloc(1, sizeof(*ss))) == NULL)
 			return VERDICT(V_CONTINUE);
-		ss->sid = s->id;
 		if (filter_data_set(s, &filter_sender, ss) == -1) {
 			free(ss);
 			return VERDICT(V_CONTINUE);
 		}
 	}
-	/* A new transaction: what an earlier one asked is dropped (the
-	 * resolver's cache keeps the answers). */
-	sender_stop(s, ss);
 	memset(ss, 0, sizeof(*ss));
 	ss->sid = s->id;
 	ss->txn = s->txn->seq;
