@@ -365,3 +365,16 @@ def test_rhsbl_zone_servfail(make_moat, dns):
     line = deliver(m, c, "alice@example.test", "s@bad.example")
     ev = evidence(line, "rhsbl")
     assert ev["RHSBL_NODATA"]["detail"].endswith("lookup failed"), ev
+
+
+def test_rhsbl_one_name_counts_once(make_moat, dns):
+    """The same listed name as HELO and sender domain is one listing;
+    names no zone lists are taken."""
+    m = moat_with(make_moat, dns.resolver, "relay rhsbl recipients",
+                  sections={"rhsbl": dict(RHSBL, reject_threshold="3")})
+    c = connect(m.port, "127.0.0.22", "mail.good.example")
+    assert rcpt(c, "alice@example.test", "s@good.example")[0] == 250
+    c = connect(m.port, "127.0.0.22", "bad.example")
+    line = deliver(m, c, "alice@example.test", "s@bad.example")
+    assert line["symbols"].get("RHSBL") == 2.0, line
+    assert "RHSBL_SENDER" not in evidence(line, "rhsbl")
