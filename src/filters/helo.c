@@ -46,29 +46,32 @@ struct helo_conf {
 	char		*reply_text;
 };
 
-#define SCORE(c, def, help)						\
-	{ "score_" #c, OPT_FLOAT, def, -100, 100,			\
+#define SCORE(key, c, def, help)					\
+	{ "score_" key, OPT_FLOAT, def, -100, 100,			\
 	    offsetof(struct helo_conf, score[HELO_##c]), help }
-#define TEXT(c, def)							\
-	{ "text_" #c, OPT_STR, def, 0, 0,				\
+#define TEXT(key, c, def)						\
+	{ "text_" key, OPT_STR, def, 0, 0,				\
 	    offsetof(struct helo_conf, text[HELO_##c]),			\
 	    "reason in reply_text for HELO_" #c }
 
 static const struct opt helo_opts[] = {
-	SCORE(NOT_FQDN, "1", "the name has no dot (HELO_NOT_FQDN)"),
-	SCORE(BARE_IP, "2", "an address without brackets (HELO_BARE_IP)"),
-	SCORE(LITERAL, "1", "an address literal that is not the client's "
-	    "(HELO_LITERAL)"),
-	SCORE(OURS, "5", "our hostname or address from another host "
-	    "(HELO_OURS)"),
-	SCORE(NO_RESOLVE, "1", "the name has no A/AAAA (HELO_NO_RESOLVE)"),
-	SCORE(LOCALHOST, "3", "localhost (HELO_LOCALHOST)"),
-	TEXT(NOT_FQDN, "need fully-qualified hostname"),
-	TEXT(BARE_IP, "address literals need brackets"),
-	TEXT(LITERAL, "address literal is not yours"),
-	TEXT(OURS, "you are not me"),
-	TEXT(NO_RESOLVE, "Host not found"),
-	TEXT(LOCALHOST, "you are not localhost"),
+	SCORE("ours", OURS, "5",
+	    "our hostname or address from another host (HELO_OURS)"),
+	SCORE("localhost", LOCALHOST, "3", "localhost (HELO_LOCALHOST)"),
+	SCORE("literal", LITERAL, "1",
+	    "an address literal that is not the client's (HELO_LITERAL)"),
+	SCORE("bare_ip", BARE_IP, "2",
+	    "an address without brackets (HELO_BARE_IP)"),
+	SCORE("not_fqdn", NOT_FQDN, "1",
+	    "the name has no dot (HELO_NOT_FQDN)"),
+	SCORE("no_resolve", NO_RESOLVE, "1",
+	    "the name has no A/AAAA (HELO_NO_RESOLVE)"),
+	TEXT("ours", OURS, "you are not me"),
+	TEXT("localhost", LOCALHOST, "you are not localhost"),
+	TEXT("literal", LITERAL, "address literal is not yours"),
+	TEXT("bare_ip", BARE_IP, "address literals need brackets"),
+	TEXT("not_fqdn", NOT_FQDN, "need fully-qualified hostname"),
+	TEXT("no_resolve", NO_RESOLVE, "Host not found"),
 	{ "reject_threshold", OPT_FLOAT, "5", -1000, 1000,
 	    offsetof(struct helo_conf, reject_threshold), "sum of scores at "
 	    "which a recipient is refused (0: never, score only)" },

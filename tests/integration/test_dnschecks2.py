@@ -210,9 +210,9 @@ deadline_rcpt = 800
 def test_helo_outcomes(make_moat, dns):
     """Each check refuses alone (reject_threshold 1, every score 1) with
     its text; clean names are taken."""
-    scores = {"score_" + k: "1" for k in ("NOT_FQDN", "BARE_IP", "LITERAL",
-                                          "OURS", "NO_RESOLVE",
-                                          "LOCALHOST")}
+    scores = {"score_" + k: "1" for k in ("not_fqdn", "bare_ip", "literal",
+                                          "ours", "no_resolve",
+                                          "localhost")}
     scores["reject_threshold"] = "1"
     m = moat_with(make_moat, dns.resolver, "relay helo recipients",
                   sections={"helo": scores})
@@ -247,7 +247,7 @@ def test_helo_outcomes(make_moat, dns):
 
 def test_helo_two_policies_and_evidence(make_moat, dns):
     m = moat_with(make_moat, dns.resolver, "relay helo recipients",
-                  sections={"helo": {"score_NO_RESOLVE": "2",
+                  sections={"helo": {"score_no_resolve": "2",
                                      "reject_threshold": "3"}},
                   extra="""
 [domain other.test]

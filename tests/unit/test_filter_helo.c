@@ -145,10 +145,10 @@ done(struct harness *h)
 static void
 test_decision(void **state)
 {
-	static const char *const refuse[] = { "score_NOT_FQDN", "2",
+	static const char *const refuse[] = { "score_not_fqdn", "2",
 	    "reject_threshold", "2", "reply_code", "504",
 	    "reply_text", "%d %n %s (%s) %s 100%%", NULL };
-	static const char *const score[] = { "score_LOCALHOST", "4",
+	static const char *const score[] = { "score_localhost", "4",
 	    "reject_threshold", "0", NULL };
 	struct harness	h;
 	struct verdict	v;
