@@ -562,7 +562,7 @@ static int
 conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 {
 	struct moat_config	*cf = lc->cf;
-	char			 db[PATH_MAX];
+	char			 db[PATH_MAX], msg[256], at[PATH_MAX + 16];
 	size_t			 i;
 
 	if (log_level_parse(cf->server.log_level) == -1) {
@@ -591,10 +591,9 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	snprintf(db, sizeof(db), "%s/db", cf->server.var_dir);
 	store_configure(db, (size_t)cf->server.store_map_size);
 	cf->server.smtp.spool_dir = cf->server.var_dir;
-	if (cf->pl->dns.ttl_min > cf->pl->dns.ttl_max) {
-		snprintf(err, errlen, "%s: [dns] ttl_min (%lld) is more than "
-		    "ttl_max (%lld)", cf->path, cf->pl->dns.ttl_min,
-		    cf->pl->dns.ttl_max);
+	if (dns_conf_check(&cf->pl->dns, msg, sizeof(msg)) == -1) {
+		where_is(lc, "dns", at, sizeof(at));
+		snprintf(err, errlen, "%s: [dns]: %s", at, msg);
 		return -1;
 	}
 	if (cf->server.smtp.message_memory_budget <

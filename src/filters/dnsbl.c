@@ -517,23 +517,7 @@ void
 dnsbl_reply_format(char *out, size_t n, const char *tmpl, const char *ip,
     const char *zone)
 {
-	const char	*arg[2] = { ip, zone };
-	size_t		 o = 0, k;
-	int		 used = 0;
-
-	for (; *tmpl != '\0' && o + 1 < n; tmpl++) {
-		if (tmpl[0] == '%' && tmpl[1] == '%') {
-			out[o++] = '%';
-			tmpl++;
-		} else if (tmpl[0] == '%' && tmpl[1] == 's' && used < 2) {
-			for (k = 0; arg[used][k] != '\0' && o + 1 < n; k++)
-				out[o++] = arg[used][k];
-			used++;
-			tmpl++;
-		} else if (tmpl[0] != '\r' && tmpl[0] != '\n')
-			out[o++] = *tmpl;
-	}
-	out[o] = '\0';
+	filter_reply_format(out, n, tmpl, ip, zone);
 }
 
 /* ---- hooks ------------------------------------------------------------ */

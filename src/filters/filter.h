@@ -96,6 +96,11 @@ void	 filter_work_done(struct session *, const struct filter *);
 unsigned filter_work_pending(struct session *, const struct filter *);
 /* In a hook: wait for this filter's work, at most deadline_ms. */
 struct verdict filter_wait(struct filter_call *, long long deadline_ms);
+/* A reply text from a configured template: its first %s is a, the
+ * second b, "%%" a percent sign; never used as a printf format; CR and
+ * LF dropped; cut at n - 1 bytes. */
+void	 filter_reply_format(char *out, size_t n, const char *tmpl,
+	    const char *a, const char *b);
 /* Records evidence on the session: what a check saw and its weight,
  * logged in the JSON line of every transaction of the session (and in
  * moatctl explain). name is static or config storage. */

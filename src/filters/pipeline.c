@@ -166,6 +166,32 @@ filter_evidence(struct session *s, const struct filter *f, const char *name,
 	    e->detail);
 }
 
+void
+filter_reply_format(char *out, size_t n, const char *tmpl, const char *a,
+    const char *b)
+{
+	const char	*arg[2] = { a, b };
+	size_t		 o = 0, k;
+	int		 used = 0;
+
+	if (n == 0)
+		return;
+	for (; *tmpl != '\0' && o + 1 < n; tmpl++) {
+		if (tmpl[0] == '%' && tmpl[1] == '%') {
+			out[o++] = '%';
+			tmpl++;
+		} else if (tmpl[0] == '%' && tmpl[1] == 's' && used < 2) {
+			for (k = 0; arg[used][k] != '\0' && o + 1 < n; k++)
+				if (arg[used][k] != '\r' && arg[used][k] != '\n')
+					out[o++] = arg[used][k];
+			used++;
+			tmpl++;
+		} else if (tmpl[0] != '\r' && tmpl[0] != '\n')
+			out[o++] = *tmpl;
+	}
+	out[o] = '\0';
+}
+
 static void
 call_init(struct filter_call *c, struct session *s, const struct filter *f,
     const struct policy *p)

@@ -9,6 +9,7 @@
 extern const struct filter filter_relay;
 extern const struct filter filter_dnsbl;
 extern const struct filter filter_fcrdns;
+extern const struct filter filter_spf;
 extern const struct filter filter_rhsbl;
 extern const struct filter filter_helo;
 extern const struct filter filter_sender;
@@ -21,6 +22,7 @@ const struct filter *const filter_registry[] = {
 	&filter_relay,
 	&filter_dnsbl,
 	&filter_fcrdns,
+	&filter_spf,
 	&filter_rhsbl,
 	&filter_helo,
 	&filter_sender,

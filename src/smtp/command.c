@@ -827,35 +827,65 @@ cmd_starttls(struct session *s, struct command *c)
 }
 
 /*
- * Removes the client's own X-Spam-* header fields (with their folded
- * lines): only our verdict may speak under that name, so a forged
- * "X-Spam-Status: No" never reaches a mailbox. The message is CRLF
- * lines, checked by the reader; only the header section is looked at.
+ * True when a client's header field must not reach a mailbox: X-Spam-*
+ * (only our verdict speaks under that name, so a forged "X-Spam-Status:
+ * No" never passes), and an Authentication-Results field whose authserv-id
+ * is our host name (RFC 8601 §5: a forgery of our own results).
+ */
+static bool
+header_forged(const struct session *s, const char *h, size_t len)
+{
+	static const char	 ar[] = "Authentication-Results:";
+	const char		*v, *end = h + len;
+	size_t			 n = strlen(s->conf->hostname);
+
+	if (len > 7 && strncasecmp(h, "X-Spam-", 7) == 0)
+		return true;
+	if (len <= sizeof(ar) - 1 || strncasecmp(h, ar, sizeof(ar) - 1) != 0)
+		return false;
+	for (v = h + sizeof(ar) - 1; v < end && (*v == ' ' || *v == '\t' ||
+	    *v == '\r' || *v == '\n'); v++)
+		;
+	return (size_t)(end - v) >= n && strncasecmp(v, s->conf->hostname,
+	    n) == 0 && (v + n == end || v[n] == ';' || v[n] == ' ' ||
+	    v[n] == '\t' || v[n] == '\r' || v[n] == '(');
+}
+
+/*
+ * Removes forged header fields (header_forged, with their folded lines)
+ * from the client's header section in one pass: the kept fields are
+ * compacted and the body is moved once, so a message full of them costs
+ * one move, not one per field. The message is CRLF lines, checked by the
+ * reader; only the header section is looked at.
  */
 static void
-strip_spam_headers(struct txn *t)
+strip_client_headers(struct session *s, struct txn *t)
 {
 	char	*m = t->msg.data;
-	size_t	 i = t->msg_start, n = t->msg.len, end;
-	bool	 drop = false;
+	size_t	 i = t->msg_start, w = i, n = t->msg.len, end, fend;
 
 	while (i < n && m[i] != '\r') {	/* an empty line ends headers */
-		char *eol = memchr(m + i, '\n', n - i);
+		/* One field: its line and the folded lines after it. */
+		for (fend = i; fend < n; ) {
+			char *eol = memchr(m + fend, '\n', n - fend);
 
-		end = eol != NULL ? (size_t)(eol - m) + 1 : n;
-		if (m[i] != ' ' && m[i] != '\t')
-			drop = end - i > 7 && strncasecmp(m + i, "X-Spam-",
-			    7) == 0;
-		if (drop) {
-			memmove(m + i, m + end, n - end);
-			n -= end - i;
-			continue;
+			fend = eol != NULL ? (size_t)(eol - m) + 1 : n;
+			if (fend >= n || (m[fend] != ' ' && m[fend] != '\t'))
+				break;
+		}
+		end = fend;
+		if (!header_forged(s, m + i, end - i)) {
+			if (w != i)
+				memmove(m + w, m + i, end - i);
+			w += end - i;
 		}
 		i = end;
 	}
-	t->msg.len = n;
-	if (t->msg.data != NULL)
-		t->msg.data[n] = '\0';
+	if (w == i)
+		return;
+	memmove(m + w, m + i, n - i);
+	t->msg.len = w + (n - i);
+	t->msg.data[t->msg.len] = '\0';
 }
 
 /* The message (or last chunk) is in: check it, then filters and queue. */
@@ -898,7 +928,7 @@ data_end(struct session *s)
 		txn_reset(s);
 		return;
 	}
-	strip_spam_headers(t);
+	strip_client_headers(s, t);
 	session_stage(s, STAGE_DATA_POST);
 }
 
