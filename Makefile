@@ -164,6 +164,24 @@ fuzz: $(FUZZERS)
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	        build/fuzz/corpus-$$(basename $$f) $$seeds 2>&1 | tail -3; done
 
+# SPF: the evaluator's driver, the differential check against pyspf
+# (tests/spf/differential.py, python3-spf) and the suite's conversion.
+.PHONY: spf-differential spf-suite
+
+$(BUILD)/spf_driver: tests/spf/driver.c tests/spf/spf_fake.h \
+    src/filters/spf_eval.c src/filters/spf_eval.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ tests/spf/driver.c \
+	    src/filters/spf_eval.c
+
+spf-differential: $(BUILD)/spf_driver
+	/usr/bin/python3 tests/spf/differential.py -n 10000 \
+	    --driver $(BUILD)/spf_driver
+
+spf-suite:
+	/usr/bin/python3 tests/spf/convert.py \
+	    /usr/share/doc/python3-spf/rfc7208-tests.yml.gz > tests/spf/rfc7208.txt
+
 # Unsafe C string functions stay out of the tree (STYLE: Idioms).
 lint:
 	@! grep -nE '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|alloca)\s*\(' \
