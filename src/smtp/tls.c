@@ -1,14 +1,43 @@
 /*
  * tls.c: STARTTLS for the server side and the backend client.
  *
- * After "220 Ready" the session's socket bufferevent is wrapped in an
- * OpenSSL filter; the plain one is freed with it. Replies queued before
- * the switch still leave in clear text first (they sit in the underlying
- * output buffer), which is what RFC 3207 §4 wants.
+ * After "220 Ready" has left, the session's socket moves from its plain
+ * bufferevent to an OpenSSL bufferevent on the same descriptor, and the
+ * plain one is freed. Only when the 220 could not all be written at once
+ * (or on --stdio, whose descriptor is not ours to close) is the plain
+ * bufferevent kept underneath an OpenSSL filter, so the 220 still leaves
+ * first in clear text (RFC 3207 §4).
+ *
+ * Memory. An idle TLS session should cost little more than a plain one
+ * (a worker may hold 10,000 of them). What it holds is OpenSSL's SSL
+ * (about 8 KiB, most of it the SSL struct itself) and two cipher
+ * contexts; the rest is given back:
+ *  - SSL_MODE_RELEASE_BUFFERS: the 16 KiB record buffers (read and
+ *    write) are freed whenever they are empty, which is always for an
+ *    idle session; they come back for the next record.
+ *  - The socket bufferevent, not a filter: a filter tries to read again
+ *    each time the session drains its input, and every try reserves a
+ *    16 KiB evbuffer chain that stays, empty, while the client is idle.
+ *    It also keeps a second bufferevent and its buffers per session.
+ *  - No server-side session cache: tickets (stateless, RFC 5077 and TLS
+ *    1.3) resume sessions across workers, as the SSL_CTX and its ticket
+ *    keys are made in the master before the fork; a per-worker cache
+ *    would hold every TLS 1.2 session for 5 minutes after it closed
+ *    (up to 20,480 of them) and only resume on the same worker.
+ *  - After a burst of closes the worker's heap is mostly free pages
+ *    that glibc keeps (only a free top is trimmed, and the handshakes'
+ *    temporaries leave the heap fragmented); tls_trim_tick() gives them
+ *    back with malloc_trim().
  */
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -28,7 +57,12 @@ tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
 		goto fail;
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+	/* Memory per idle session: see the top of this file. */
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	/* One TLS 1.3 ticket is what an MTA keeps (OpenSSL sends two). */
+	SSL_CTX_set_num_tickets(ctx, 1);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
 		goto fail;
 	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
@@ -63,6 +97,121 @@ tls_ctx_free(struct ssl_ctx_st *ctx)
 	SSL_CTX_free(ctx);
 }
 
+/*
+ * Giving freed heap back. glibc returns memory to the system only from
+ * the top of the heap (M_TRIM_THRESHOLD); after thousands of sessions
+ * close, their pages sit free below live ones and the worker's RSS stays
+ * at its peak for good. malloc_trim(0) releases every whole free page.
+ * It walks the free lists, so it runs from a timer (every
+ * TRIM_PERIOD_MS while the worker has sessions) and only when the
+ * heap's free bytes rose by TRIM_MIN_FREED since their low point: after
+ * a burst of closes, not for each one, and not again for pages already
+ * given back. Lowering M_TRIM_THRESHOLD instead would not reach pages
+ * below a live block, and would make each burst pay brk calls on the
+ * loop; M_ARENA_MAX does not matter here, as sessions allocate on the
+ * loop's thread (the main arena) only.
+ */
+#define TRIM_PERIOD_MS	2000
+#define TRIM_MIN_FREED	(1u << 20)
+
+static struct event	*trim_ev;
+static size_t		 trim_low = SIZE_MAX;	/* free bytes, low point */
+
+static void
+tls_trim_arm(void)
+{
+	struct timeval tv = { TRIM_PERIOD_MS / 1000,
+	    (TRIM_PERIOD_MS % 1000) * 1000 };
+
+	if (trim_ev != NULL && !evtimer_pending(trim_ev, NULL))
+		evtimer_add(trim_ev, &tv);
+}
+
+static void
+tls_trim_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+#ifdef __GLIBC__
+	{
+		struct mallinfo2 mi = mallinfo2();
+
+		if (mi.fordblks < trim_low)
+			trim_low = mi.fordblks;
+		if (mi.fordblks - trim_low >= TRIM_MIN_FREED) {
+			malloc_trim(0);
+			trim_low = mi.fordblks;
+		}
+	}
+#endif
+	/* Idle with no session: nothing more will be freed until the
+	 * next STARTTLS arms it again. */
+	if (session_count() > 0)
+		tls_trim_arm();
+}
+
+/* Starts the trim timer on the worker's loop (once). */
+static void
+tls_trim_start(struct event_base *base)
+{
+	if (trim_ev == NULL)
+		trim_ev = evtimer_new(base, tls_trim_tick, NULL);
+	tls_trim_arm();
+}
+
+/*
+ * close_notify for a session on the socket bufferevent: session.c sends
+ * it through tls_shutdown() only when there is an underlying bufferevent
+ * to wait on. Here, once a quitting session's last reply has gone into
+ * the SSL, close_notify is written straight to the socket (a few bytes;
+ * if the socket is full it is dropped, the connection closes anyway).
+ * The argument is the bufferevent, not the session: bufferevent_free()
+ * clears its callbacks first, so a freed session is never looked at.
+ */
+static void
+tls_output_cb(struct evbuffer *out, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct bufferevent	*bev = arg;
+	struct session		*s = NULL;
+	SSL			*ssl;
+
+	if (info->n_deleted == 0 || evbuffer_get_length(out) > 0)
+		return;
+	bufferevent_getcb(bev, NULL, NULL, NULL, (void **)&s);
+	if (s == NULL || s->state != ST_QUIT || s->tls_shut)
+		return;
+	s->tls_shut = true;
+	if ((ssl = bufferevent_openssl_get_ssl(bev)) != NULL)
+		SSL_shutdown(ssl);
+}
+
+/* The OpenSSL bufferevent on the session's own socket; NULL when the
+ * plain one must stay underneath (see the top of this file). */
+static struct bufferevent *
+tls_socket_bev(struct session *s, SSL *ssl)
+{
+	struct bufferevent	*tbev;
+	evutil_socket_t		 fd = bufferevent_getfd(s->bev);
+
+	if (s->stdio || fd < 0 ||
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) > 0)
+		return NULL;
+	tbev = bufferevent_openssl_socket_new(s->base, fd, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
+	    BEV_OPT_DEFER_CALLBACKS);
+	if (tbev == NULL)
+		return NULL;
+	/* Out of memory here costs only the close_notify. */
+	(void)evbuffer_add_cb(bufferevent_get_output(tbev), tls_output_cb,
+	    tbev);
+	/* The plain bufferevent lets go of the socket, then goes. */
+	bufferevent_setfd(s->bev, -1);
+	bufferevent_free(s->bev);
+	return tbev;
+}
+
 int
 tls_start(struct session *s)
 {
@@ -71,17 +220,20 @@ tls_start(struct session *s)
 
 	if ((ssl = SSL_new(s->tls_ctx)) == NULL)
 		return -1;
-	/* The 220 leaves in clear text; from now on the TLS filter writes
-	 * through the socket's bufferevent, whose write event must be on. */
+	/* The 220 leaves in clear text (session_flush() writes it now). */
 	session_flush(s);
 	s->direct = false;
-	bufferevent_enable(s->bev, EV_WRITE);
-	/* Deferred callbacks: the filter may otherwise call back into the
-	 * session from inside a reply() (a write failing at once), and a
-	 * callback may free the session. */
-	tbev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
-	    BEV_OPT_DEFER_CALLBACKS);
+	/* Deferred callbacks: the SSL bufferevent may otherwise call back
+	 * into the session from inside a reply() (a write failing at
+	 * once), and a callback may free the session. */
+	if ((tbev = tls_socket_bev(s, ssl)) == NULL) {
+		/* The filter writes through the socket's bufferevent,
+		 * whose write event must be on. */
+		bufferevent_enable(s->bev, EV_WRITE);
+		tbev = bufferevent_openssl_filter_new(s->base, s->bev, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE |
+		    BEV_OPT_DEFER_CALLBACKS);
+	}
 	if (tbev == NULL) {
 		SSL_free(ssl);
 		return -1;
@@ -89,6 +241,7 @@ tls_start(struct session *s)
 	bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
 	s->tls = true;
 	session_attach(s, tbev);
+	tls_trim_start(s->base);
 	return 0;
 }
 
