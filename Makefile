@@ -16,7 +16,7 @@ LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
-           src/core/tpool.c src/core/dns.c
+           src/core/tpool.c src/core/dns.c src/core/memtrim.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
            src/smtp/client.c
@@ -132,7 +132,7 @@ build/fuzz/fuzz_tokenize: tests/fuzz/fuzz_tokenize.c $(FUZZ_CONTENT)
 # The whole session over a socketpair: the smtp layer and libevent.
 FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
     src/smtp/data.c src/smtp/session.c src/smtp/command.c \
-    src/smtp/txnlog.c src/smtp/tls.c
+    src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c
 SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl)
 
 build/fuzz/fuzz_session: tests/fuzz/fuzz_session.c $(FUZZ_SESSION)

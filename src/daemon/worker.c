@@ -30,6 +30,7 @@
 #include <event2/listener.h>
 
 #include "../core/log.h"
+#include "../core/memtrim.h"
 #include "../deliver/deliver.h"
 #include "../filters/policy.h"
 #include "../smtp/session_int.h"
@@ -417,6 +418,7 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 		evconnlistener_set_error_cb(w_listeners[i], accept_error);
 		w_nlisteners++;
 	}
+	memtrim_start(w_base, session_count);
 	if ((w_accept_timer = evtimer_new(w_base, accept_resume, NULL)) ==
 	    NULL)
 		return 1;
@@ -739,6 +741,7 @@ worker_stdio(struct moat_config *cf)
 	pipeline_worker_fini();
 	pipeline_worker_fini();
 	deliver_worker_fini();
+	memtrim_stop();
 	event_base_free(w_base);
 	stdio_relays_wait();
 	return 0;

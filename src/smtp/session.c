@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "../core/log.h"
+#include "../core/memtrim.h"
 #include "session_int.h"
 
 #define ID_BUCKETS	16384
@@ -918,6 +919,7 @@ session_new(struct event_base *base, struct bufferevent *bev,
 	s->hnext = by_id[s->id % ID_BUCKETS];
 	by_id[s->id % ID_BUCKETS] = s;
 	nsessions++;
+	memtrim_poke();
 	session_attach(s, bev);
 	log_msg(LVL_INFO, s->id, "event=connect ip=%s", s->ip);
 	s->in_process = true;

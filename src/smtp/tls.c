@@ -26,16 +26,13 @@
  *    (up to 20,480 of them) and only resume on the same worker.
  *  - After a burst of closes the worker's heap is mostly free pages
  *    that glibc keeps (only a free top is trimmed, and the handshakes'
- *    temporaries leave the heap fragmented); tls_trim_tick() gives them
- *    back with malloc_trim().
+ *    temporaries leave the heap fragmented); the worker's memtrim timer
+ *    (src/core/memtrim.c) gives them back with malloc_trim().
  */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -95,69 +92,6 @@ void
 tls_ctx_free(struct ssl_ctx_st *ctx)
 {
 	SSL_CTX_free(ctx);
-}
-
-/*
- * Giving freed heap back. glibc returns memory to the system only from
- * the top of the heap (M_TRIM_THRESHOLD); after thousands of sessions
- * close, their pages sit free below live ones and the worker's RSS stays
- * at its peak for good. malloc_trim(0) releases every whole free page.
- * It walks the free lists, so it runs from a timer (every
- * TRIM_PERIOD_MS while the worker has sessions) and only when the
- * heap's free bytes rose by TRIM_MIN_FREED since their low point: after
- * a burst of closes, not for each one, and not again for pages already
- * given back. Lowering M_TRIM_THRESHOLD instead would not reach pages
- * below a live block, and would make each burst pay brk calls on the
- * loop; M_ARENA_MAX does not matter here, as sessions allocate on the
- * loop's thread (the main arena) only.
- */
-#define TRIM_PERIOD_MS	2000
-#define TRIM_MIN_FREED	(1u << 20)
-
-static struct event	*trim_ev;
-static size_t		 trim_low = SIZE_MAX;	/* free bytes, low point */
-
-static void
-tls_trim_arm(void)
-{
-	struct timeval tv = { TRIM_PERIOD_MS / 1000,
-	    (TRIM_PERIOD_MS % 1000) * 1000 };
-
-	if (trim_ev != NULL && !evtimer_pending(trim_ev, NULL))
-		evtimer_add(trim_ev, &tv);
-}
-
-static void
-tls_trim_tick(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-#ifdef __GLIBC__
-	{
-		struct mallinfo2 mi = mallinfo2();
-
-		if (mi.fordblks < trim_low)
-			trim_low = mi.fordblks;
-		if (mi.fordblks - trim_low >= TRIM_MIN_FREED) {
-			malloc_trim(0);
-			trim_low = mi.fordblks;
-		}
-	}
-#endif
-	/* Idle with no session: nothing more will be freed until the
-	 * next STARTTLS arms it again. */
-	if (session_count() > 0)
-		tls_trim_arm();
-}
-
-/* Starts the trim timer on the worker's loop (once). */
-static void
-tls_trim_start(struct event_base *base)
-{
-	if (trim_ev == NULL)
-		trim_ev = evtimer_new(base, tls_trim_tick, NULL);
-	tls_trim_arm();
 }
 
 /*
@@ -241,7 +175,6 @@ tls_start(struct session *s)
 	bufferevent_openssl_set_allow_dirty_shutdown(tbev, 1);
 	s->tls = true;
 	session_attach(s, tbev);
-	tls_trim_start(s->base);
 	return 0;
 }
 
