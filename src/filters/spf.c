@@ -352,7 +352,8 @@ spf_data_post(struct filter_call *c)
 	struct spf_sess		*ss = c->data;
 	struct session		*s = c->s;
 	struct txn		*t = s->txn;
-	char			 v[1024], from[600], mech[SPF_MECH_TEXT_MAX + 1];
+	char			 v[2048], from[600], mech[SPF_MECH_TEXT_MAX + 1];
+	int			 n;
 	const char		*res;
 	bool			 null = t->from.null;
 
@@ -365,20 +366,23 @@ spf_data_post(struct filter_call *c)
 		return VERDICT(V_CONTINUE);
 	ss->header_txn = t->seq;
 	res = spf_code_name(ss->r.code);
-	snprintf(v, sizeof(v), "%s@%s", null ? "postmaster" : t->from.local,
-	    null ? s->helo : t->from.domain);
+	if (snprintf(v, sizeof(v), "%s@%s", null ? "postmaster" :
+	    t->from.local, null ? s->helo : t->from.domain) >= (int)sizeof(v))
+		return VERDICT(V_CONTINUE);
 	quoted(from, sizeof(from), v);
 	clean(mech, sizeof(mech), ss->r.mechanism[0] != '\0' ?
 	    ss->r.mechanism : "no mechanism matched", true);
-	snprintf(v, sizeof(v), "%s (%s: %s) client-ip=%s; envelope-from=%s; "
-	    "helo=%s; receiver=%s; identity=mailfrom;", res,
+	n = snprintf(v, sizeof(v), "%s (%s: %s) client-ip=%s; "
+	    "envelope-from=%s; helo=%s; receiver=%s; identity=mailfrom;", res,
 	    s->conf->hostname, mech, s->ip, from, s->helo,
 	    s->conf->hostname);
-	(void)session_add_header(s, "Received-SPF", v);
-	snprintf(v, sizeof(v), "%s; spf=%s smtp.%s=%s", s->conf->hostname,
-	    res, null ? "helo" : "mailfrom", null ? s->helo :
-	    t->from.domain);
-	(void)session_add_header(s, "Authentication-Results", v);
+	if (n > 0 && (size_t)n < sizeof(v))
+		(void)session_add_header(s, "Received-SPF", v);
+	n = snprintf(v, sizeof(v), "%s; spf=%s smtp.%s=%s",
+	    s->conf->hostname, res, null ? "helo" : "mailfrom", null ?
+	    s->helo : t->from.domain);
+	if (n > 0 && (size_t)n < sizeof(v))
+		(void)session_add_header(s, "Authentication-Results", v);
 	return VERDICT(V_CONTINUE);
 }
 
