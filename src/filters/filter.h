@@ -96,6 +96,15 @@ void	 filter_work_done(struct session *, const struct filter *);
 unsigned filter_work_pending(struct session *, const struct filter *);
 /* In a hook: wait for this filter's work, at most deadline_ms. */
 struct verdict filter_wait(struct filter_call *, long long deadline_ms);
+/*
+ * Allow rules: f (or, by name, a space-separated list of filters; "all"
+ * for every one) is skipped for the rest of the session (client rules)
+ * or of the transaction (sender rules). Skipping never reaches relay
+ * control, which is the core's. -1 (nothing set) for an unknown name.
+ */
+int	 filter_skip(struct session *, const char *names, bool txn_only);
+/* True when f is skipped for this session or transaction. */
+bool	 filter_skipped(const struct session *, const struct filter *);
 /* A reply text from a configured template: its first %s is a, the
  * second b, "%%" a percent sign; never used as a printf format; CR and
  * LF dropped; cut at n - 1 bytes. */

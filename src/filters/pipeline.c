@@ -192,6 +192,50 @@ filter_reply_format(char *out, size_t n, const char *tmpl, const char *a,
 	out[o] = '\0';
 }
 
+bool
+filter_skipped(const struct session *s, const struct filter *f)
+{
+	size_t	 k = filter_index(f);
+	uint64_t bit = k < 64 ? (uint64_t)1 << k : 0;
+
+	return (s->skip & bit) != 0 || (s->txn != NULL &&
+	    (s->txn->skip & bit) != 0);
+}
+
+int
+filter_skip(struct session *s, const char *names, bool txn_only)
+{
+	uint64_t		 mask = 0;
+	const struct filter	*f;
+	char			 w[64];
+	size_t			 n;
+
+	while (*names != '\0') {
+		while (*names == ' ' || *names == ',' || *names == '\t')
+			names++;
+		if ((n = strcspn(names, " ,\t")) == 0)
+			break;
+		if (n >= sizeof(w))
+			return -1;
+		memcpy(w, names, n);
+		w[n] = '\0';
+		names += n;
+		if (strcmp(w, "all") == 0)
+			mask = ~(uint64_t)0;
+		else if ((f = filter_find(w)) == NULL)
+			return -1;
+		else if (filter_index(f) < 64)
+			mask |= (uint64_t)1 << filter_index(f);
+	}
+	if (txn_only && s->txn != NULL)
+		s->txn->skip |= mask;
+	else if (!txn_only)
+		s->skip |= mask;
+	log_msg(LVL_DEBUG, s->id, "event=skip filters=%llx txn=%d",
+	    (unsigned long long)mask, txn_only);
+	return 0;
+}
+
 static void
 call_init(struct filter_call *c, struct session *s, const struct filter *f,
     const struct policy *p)
@@ -334,7 +378,8 @@ pipeline_run(struct session *s)
 
 	for (; s->pl_index < pl->n; s->pl_index++) {
 		f = pl->order[s->pl_index];
-		if (f->hook[st] == NULL)
+		if (f->hook[st] == NULL || (filter_skipped(s, f) &&
+		    st != STAGE_DISCONNECT))
 			continue;
 		(void)session_step_begin(s);
 		s->pl_waiting = false;

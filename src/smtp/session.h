@@ -144,6 +144,8 @@ struct txn {
 	bool			 logged;
 	bool			 spill_failed;	/* kept in memory, logged */
 	unsigned		 seq;		/* the session's n-th MAIL */
+	uint64_t		 skip;		/* filters this transaction skips
+						 * (an allow-listed sender) */
 	long long		 msgmem;	/* reserved of the budget */
 };
 
@@ -219,6 +221,10 @@ struct session {
 	/* Allow-listed by a connection check (a DNSWL): the other
 	 * connection-level checks (fcrdns, helo, rhsbl) skip it. */
 	bool			 client_allowed;
+	/* Filters this session skips (bits by registry slot): set by an
+	 * allow rule for the client (filter_skip). Never relay control,
+	 * which is the core's. */
+	uint64_t		 skip;
 	bool			 stdio;
 	unsigned		 errors;
 	unsigned		 messages;

@@ -482,6 +482,34 @@ test_observe_mode(void **state)
 	assert_int_equal(evid_would, 1);
 }
 
+static void
+test_filter_skip(void **state)
+{
+	extern const struct filter filter_dnsbl, filter_spf, filter_fcrdns;
+	struct session	s;
+	struct txn	t;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	memset(&t, 0, sizeof(t));
+	assert_int_equal(filter_skip(&s, "dnsbl, spf", false), 0);
+	assert_true(filter_skipped(&s, &filter_dnsbl));
+	assert_true(filter_skipped(&s, &filter_spf));
+	assert_false(filter_skipped(&s, &filter_fcrdns));
+	/* A transaction's skips end with it. */
+	s.txn = &t;
+	assert_int_equal(filter_skip(&s, "fcrdns", true), 0);
+	assert_true(filter_skipped(&s, &filter_fcrdns));
+	s.txn = NULL;
+	assert_false(filter_skipped(&s, &filter_fcrdns));
+	/* Unknown names change nothing. */
+	s.skip = 0;
+	assert_int_equal(filter_skip(&s, "dnsbl nosuch", false), -1);
+	assert_false(filter_skipped(&s, &filter_dnsbl));
+	assert_int_equal(filter_skip(&s, "all", false), 0);
+	assert_true(filter_skipped(&s, &filter_fcrdns));
+}
+
 int
 main(void)
 {
@@ -495,6 +523,7 @@ main(void)
 		cmocka_unit_test(test_evidence_per_policy),
 		cmocka_unit_test(test_evidence_deadline),
 		cmocka_unit_test(test_observe_mode),
+		cmocka_unit_test(test_filter_skip),
 	};
 	static int	strict_conf = 1;
 	struct pipeline *pl = calloc(1, sizeof(*pl));
