@@ -3,7 +3,8 @@ CC      ?= cc
 PKGS    := libevent libevent_openssl libcares openssl lmdb hiredis inih \
            libpcre2-8 gmime-3.0
 # Only what the code links today; the rest are installed for what comes.
-LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb libcares
+LINK_PKGS := libevent libevent_openssl openssl inih gmime-3.0 lmdb libcares \
+             libpcre2-8
 # CFLAGS is the caller's (optimisation, sanitizers); MOAT_CFLAGS always
 # applies, so the ASan build keeps -Werror and the libraries' paths.
 CFLAGS  ?= -O2 -g

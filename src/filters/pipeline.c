@@ -359,7 +359,9 @@ pipeline_verdict(struct session *s, const struct filter *f,
 	if (v.code != V_CONTINUE && observing(p, f))
 		v = observe(s, f, s->pending, v);
 	if (v.code != V_CONTINUE) {
-		v.by = f->name;
+		/* A filter may name its rule ("lists:file:line"). */
+		if (v.by == NULL)
+			v.by = f->name;
 		session_resume(s->id, v);
 		return false;
 	}

@@ -7,6 +7,7 @@
 #include "filter.h"
 
 extern const struct filter filter_relay;
+extern const struct filter filter_access;
 extern const struct filter filter_dnsbl;
 extern const struct filter filter_fcrdns;
 extern const struct filter filter_spf;
@@ -14,12 +15,14 @@ extern const struct filter filter_rhsbl;
 extern const struct filter filter_helo;
 extern const struct filter filter_sender;
 extern const struct filter filter_badmailfrom;
+extern const struct filter filter_lists;
 extern const struct filter filter_recipients;
 extern const struct filter filter_bayes;
 extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
 	&filter_relay,
+	&filter_access,
 	&filter_dnsbl,
 	&filter_fcrdns,
 	&filter_spf,
@@ -27,6 +30,7 @@ const struct filter *const filter_registry[] = {
 	&filter_helo,
 	&filter_sender,
 	&filter_badmailfrom,
+	&filter_lists,
 	&filter_recipients,
 	&filter_bayes,
 	&filter_score,
