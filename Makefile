@@ -13,14 +13,15 @@ MOAT_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
            $(shell pkg-config --cflags $(LINK_PKGS) 2>/dev/null)
 ALL_CFLAGS = $(CFLAGS) $(MOAT_CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
-           -pthread
+           -largon2 -lcrypt -pthread
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
            src/core/tpool.c src/core/dns.c src/core/memtrim.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
-           src/smtp/client.c
+           src/smtp/client.c src/smtp/auth.c src/smtp/auth_smtp.c \
+           src/smtp/auth_dovecot.c
 CONTENT := src/content/tokenize.c src/content/html.c src/content/mime.c \
            src/content/classifier.c
 STORE   := src/store/lmdb.c src/store/shared.c
@@ -133,8 +134,10 @@ build/fuzz/fuzz_tokenize: tests/fuzz/fuzz_tokenize.c $(FUZZ_CONTENT)
 # The whole session over a socketpair: the smtp layer and libevent.
 FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
     src/smtp/data.c src/smtp/session.c src/smtp/command.c \
-    src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c
-SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl)
+    src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c src/smtp/auth.c \
+    src/smtp/auth_smtp.c src/smtp/auth_dovecot.c src/core/tpool.c
+SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl) \
+    -largon2 -lcrypt -pthread
 
 build/fuzz/fuzz_session: tests/fuzz/fuzz_session.c $(FUZZ_SESSION)
 	@mkdir -p $(dir $@)
@@ -146,6 +149,11 @@ DNS_LIBS = $(shell pkg-config --libs libcares libevent)
 build/fuzz/fuzz_dns: tests/fuzz/fuzz_dns.c src/core/dns.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(DNS_LIBS)
+
+# SMTP AUTH's decoders: base64, SASL PLAIN/LOGIN, passwd lines.
+build/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c src/smtp/auth.c src/smtp/parse.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -largon2 -lcrypt
 
 build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c
 	@mkdir -p $(dir $@)

@@ -21,6 +21,7 @@ enum tpool_id {
 	TPOOL_DELIVERY,	/* Maildir writes and fsyncs (deliver/) */
 	TPOOL_CONTENT,	/* MIME reads and scoring (filters/bayes.c) */
 	TPOOL_LEARN,	/* learning and refits, one LMDB writer (bayes.c) */
+	TPOOL_AUTH,	/* password hash checks (smtp/auth_smtp.c) */
 	TPOOL_COUNT
 };
 

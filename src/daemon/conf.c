@@ -64,6 +64,15 @@ const struct opt server_opts[] = {
 	    "qmail rcpthosts file (more local domains)" },
 	{ "morercpthosts", OPT_PATH, "", 0, 0, SRV(morercpthosts),
 	    "qmail morercpthosts.cdb" },
+	{ "submission", OPT_STR, "", 0, 0, SRV(submission),
+	    "addresses of the submission port (587, STARTTLS): host:port, "
+	    "blank-separated; AUTH before MAIL, submission_skip skipped" },
+	{ "smtps", OPT_STR, "", 0, 0, SRV(smtps),
+	    "addresses of the submission port with implicit TLS (465, RFC "
+	    "8314); the same policy as submission" },
+	{ "submission_skip", OPT_STR, "dnsbl rhsbl fcrdns helo spf", 0, 0,
+	    SRV(submission_skip), "filters a submission session skips "
+	    "(inbound checks that say nothing about an authenticated user)" },
 	{ "hostname", OPT_STR, "localhost", 0, 0, SMTP(hostname),
 	    "our name in the greeting, EHLO and Received" },
 	{ "banner", OPT_STR, "moat", 0, 0, SMTP(banner),
@@ -234,6 +243,42 @@ set_deadline(long long *out, const char *key, const char *val, char *err,
 	return 0;
 }
 
+#define AUTHC(f)	offsetof(struct auth_conf, f)
+
+/* [auth]: SMTP AUTH (src/smtp/auth*.c, docs/AUTH.md). */
+static const struct opt auth_opts[] = {
+	{ "backend", OPT_STR, "none", 0, 0, AUTHC(backend),
+	    "none, file (passwd_file) or dovecot (dovecot_socket)" },
+	{ "passwd_file", OPT_PATH, "", 0, 0, AUTHC(passwd_file),
+	    "user:hash lines (argon2id; bcrypt and sha512-crypt read too); "
+	    "loaded at start and on SIGHUP" },
+	{ "dovecot_socket", OPT_PATH, "", 0, 0, AUTHC(dovecot_socket),
+	    "Dovecot's auth-client socket" },
+	{ "dovecot_service", OPT_STR, "smtp", 0, 0, AUTHC(dovecot_service),
+	    "service= sent to Dovecot" },
+	{ "timeout", OPT_INT, "10", 1, 300, AUTHC(timeout),
+	    "seconds one check may take (then 454 4.7.0)" },
+	{ "plaintext_loopback", OPT_BOOL, "no", 0, 0,
+	    AUTHC(plaintext_loopback), "offer AUTH without TLS to loopback "
+	    "clients (127.0.0.0/8, ::1); everyone else needs TLS" },
+	{ "fail_delay", OPT_INT, "1000", 0, 60000, AUTHC(fail_delay),
+	    "ms a failed AUTH waits for its 535, doubling per failure" },
+	{ "fail_delay_max", OPT_INT, "16000", 0, 300000,
+	    AUTHC(fail_delay_max), "ms, the cap of that delay" },
+	{ "max_failures", OPT_INT, "3", 1, 1000, AUTHC(max_failures),
+	    "failed AUTHs in a session before 421 and close" },
+	{ "max_failures_ip", OPT_INT, "10", 1, 100000,
+	    AUTHC(max_failures_ip), "failed AUTHs from one address (per "
+	    "worker) within failure_window before it is refused" },
+	{ "failure_window", OPT_INT, "900", 1, 86400, AUTHC(failure_window),
+	    "seconds an address's failures are remembered" },
+	{ "threads", OPT_INT, "2", 1, 16, AUTHC(threads),
+	    "threads per worker checking password hashes" },
+	{ "queue", OPT_INT, "256", 1, 100000, AUTHC(queue),
+	    "checks waiting for a thread before AUTH gets 454" },
+	OPT_END
+};
+
 #define DNS(f)	offsetof(struct dns_conf, f)
 
 /* [dns]: the worker's resolver (src/core/dns.c, docs/DNS.md). */
@@ -269,6 +314,9 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 	if (strcmp(sect, "delivery") == 0)
 		return set_checked(deliver_opts, def->delivery, sect, key,
 		    val, lc->dir, err, errlen);
+	if (strcmp(sect, "auth") == 0)
+		return set_checked(auth_opts, &lc->cf->auth, sect, key, val,
+		    lc->dir, err, errlen);
 	if (strcmp(sect, "dns") == 0)
 		return set_checked(dns_opts, &lc->cf->pl->dns, sect, key, val,
 		    lc->dir, err, errlen);
@@ -558,6 +606,95 @@ resolve_log(char **dest, const char *dir)
 	return 0;
 }
 
+/* Every word of names is a filter (filter_skip will find it). */
+static int
+check_filter_names(const char *names, char *bad, size_t n)
+{
+	char	*copy, *w[FILTER_MAX + 1];
+	int	 k, i, rc = 0;
+
+	if ((copy = strdup(names)) == NULL)
+		return -1;
+	k = config_words(copy, w, FILTER_MAX);
+	for (i = 0; i < k && rc == 0; i++)
+		if (strcmp(w[i], "all") != 0 && filter_find(w[i]) == NULL) {
+			snprintf(bad, n, "%s", w[i]);
+			rc = -1;
+		}
+	free(copy);
+	return k < 0 ? -1 : rc;
+}
+
+/* [auth]: the backend and what it needs; the passwd file is read now. */
+static int
+auth_finish(struct load_ctx *lc, char *err, size_t errlen)
+{
+	struct auth_conf	*ac = &lc->cf->auth;
+	char			 at[PATH_MAX + 16], msg[PATH_MAX + 200];
+
+	where_is(lc, "auth", at, sizeof(at));
+	msg[0] = '\0';
+	if (auth_backend_parse(ac->backend, &ac->kind) == -1)
+		snprintf(msg, sizeof(msg), "backend '%s' is not none, file or "
+		    "dovecot", ac->backend);
+	else if (ac->kind == AUTH_FILE && ac->passwd_file[0] == '\0')
+		snprintf(msg, sizeof(msg), "backend file needs passwd_file");
+	else if (ac->kind == AUTH_DOVECOT && ac->dovecot_socket[0] == '\0')
+		snprintf(msg, sizeof(msg), "backend dovecot needs "
+		    "dovecot_socket");
+	else if (ac->fail_delay_max < ac->fail_delay)
+		snprintf(msg, sizeof(msg), "fail_delay_max is less than "
+		    "fail_delay");
+	else if (ac->kind == AUTH_FILE && (ac->db = auth_db_load(
+	    ac->passwd_file, msg, sizeof(msg))) == NULL && msg[0] == '\0')
+		snprintf(msg, sizeof(msg), "cannot load passwd_file");
+	if (msg[0] == '\0')
+		return 0;
+	snprintf(err, errlen, "%s: [auth]: %s", at, msg);
+	return -1;
+}
+
+/* The SMTP settings of each kind of listener (see conf.h). */
+static int
+listeners_finish(struct moat_config *cf, char *err, size_t errlen)
+{
+	struct server_conf	*sv = &cf->server;
+	struct smtp_conf	*c;
+	char			 bad[64];
+	int			 k;
+
+	sv->smtp.auth = &cf->auth;
+	sv->smtp.listener = "mx";
+	cf->listener[LISTEN_MX] = &sv->smtp;
+	for (k = LISTEN_SUBMISSION; k < LISTEN_KINDS; k++) {
+		c = &cf->sub_smtp[k];
+		*c = sv->smtp;	/* shares the strings, owned by server */
+		c->auth_required = true;
+		c->implicit_tls = k == LISTEN_SMTPS;
+		c->skip_filters = sv->submission_skip;
+		c->listener = k == LISTEN_SMTPS ? "smtps" : "submission";
+		cf->listener[k] = c;
+	}
+	if ((sv->submission[0] != '\0' || sv->smtps[0] != '\0') &&
+	    cf->auth.kind == AUTH_NONE) {
+		snprintf(err, errlen, "%s: [server] submission/smtps need "
+		    "[auth] backend (AUTH is required there)", cf->path);
+		return -1;
+	}
+	if ((sv->smtps[0] != '\0' || sv->submission[0] != '\0') &&
+	    cf->tls == NULL) {
+		snprintf(err, errlen, "%s: [server] submission/smtps need "
+		    "tls_cert (AUTH is offered only under TLS)", cf->path);
+		return -1;
+	}
+	if (check_filter_names(sv->submission_skip, bad, sizeof(bad)) == -1) {
+		snprintf(err, errlen, "%s: [server] submission_skip: no "
+		    "filter named '%s'", cf->path, bad);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 {
@@ -596,6 +733,9 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: [dns]: %s", at, msg);
 		return -1;
 	}
+	if (auth_finish(lc, err, errlen) == -1 ||
+	    listeners_finish(cf, err, errlen) == -1)
+		return -1;
 	if (cf->server.smtp.message_memory_budget <
 	    cf->server.smtp.message_memory) {
 		snprintf(err, errlen, "%s: [server] message_memory_budget "
@@ -627,7 +767,8 @@ conf_load(const char *path, char *err, size_t errlen)
 	 * (filter_wait): at RCPT, and at the other stages. */
 	cf->pl->deadline_rcpt = 3000;
 	cf->pl->deadline_other = 1000;
-	if (opt_defaults(dns_opts, &cf->pl->dns, NULL, err, errlen) == -1) {
+	if (opt_defaults(dns_opts, &cf->pl->dns, NULL, err, errlen) == -1 ||
+	    opt_defaults(auth_opts, &cf->auth, NULL, err, errlen) == -1) {
 		conf_free(cf);
 		return NULL;
 	}
@@ -685,6 +826,8 @@ conf_free(struct moat_config *cf)
 		pipeline_free(cf->pl);
 	}
 	opt_free(server_opts, &cf->server);
+	auth_db_free(cf->auth.db);
+	opt_free(auth_opts, &cf->auth);
 	if (cf->tls != NULL)
 		tls_ctx_free(cf->tls);
 	free(cf->path);
@@ -721,6 +864,7 @@ conf_dump_defaults(void)
 	}
 	dump_table("delivery", deliver_opts, false);
 	dump_table("dns", dns_opts, false);
+	dump_table("auth", auth_opts, false);
 	printf("# [domain example.org] overrides any filter.key or "
 	    "delivery.key for one recipient\n# domain; observe = yes puts "
 	    "its whole policy in observe mode\n");

@@ -8,6 +8,7 @@
 #define MOAT_CONF_H
 
 #include "../filters/policy.h"
+#include "../smtp/auth.h"
 #include "../smtp/session.h"
 
 struct server_conf {
@@ -29,8 +30,18 @@ struct server_conf {
 	char		*local_domains;
 	char		*rcpthosts;
 	char		*morercpthosts;
+	/* Submission listeners (RFC 6409; smtps: implicit TLS, RFC 8314)
+	 * and their policy: AUTH before MAIL, these filters skipped. */
+	char		*submission;
+	char		*smtps;
+	char		*submission_skip;
 	struct smtp_conf smtp;
 };
+
+/* What kind of port a listening socket is; the index of its smtp_conf
+ * in moat_config.listener. */
+enum listener_kind { LISTEN_MX, LISTEN_SUBMISSION, LISTEN_SMTPS,
+	LISTEN_KINDS };
 
 struct moat_config {
 	char			*path;
@@ -38,6 +49,11 @@ struct moat_config {
 	struct server_conf	 server;
 	struct pipeline		*pl;
 	struct ssl_ctx_st	*tls;
+	struct auth_conf	 auth;
+	/* The SMTP settings of each kind of listener: [LISTEN_MX] is
+	 * server.smtp itself, the others copies with their policy. */
+	struct smtp_conf	 sub_smtp[LISTEN_KINDS];
+	const struct smtp_conf	*listener[LISTEN_KINDS];
 };
 
 extern const struct opt server_opts[];

@@ -92,6 +92,7 @@ static struct moat_config	*m_cf;
 static struct event_base	*m_base;
 static int			 m_fds[MAX_LISTEN][LIMIT_WORKERS];
 static int			 m_nlisten;
+static unsigned char		 m_kinds[MAX_LISTEN];	/* listener_kind */
 static int			 m_nworkers;	/* slots */
 static struct slot		 m_slots[LIMIT_WORKERS];
 static struct proc		 m_procs[LIMIT_WORKERS];
@@ -148,29 +149,46 @@ bind_one(const char *spec, char *err, size_t errlen)
 	return fd;
 }
 
+/* Binds one option's addresses (listen, submission or smtps), each
+ * remembered with its kind of listener. */
 static int
-bind_all(char *err, size_t errlen)
+bind_kind(const char *spec, enum listener_kind kind, char *err,
+    size_t errlen)
 {
 	char	*copy, *w[MAX_LISTEN];
 	int	 n, i, k;
 
-	if ((copy = strdup(m_cf->server.listen)) == NULL)
+	if ((copy = strdup(spec)) == NULL)
 		return -1;
-	if ((n = config_words(copy, w, MAX_LISTEN)) <= 0) {
-		snprintf(err, errlen, "listen: give 1 to %d addresses",
-		    MAX_LISTEN);
+	n = config_words(copy, w, MAX_LISTEN - m_nlisten);
+	if (n < 0 || (n == 0 && kind == LISTEN_MX)) {
+		snprintf(err, errlen, "listen, submission, smtps: give 1 to "
+		    "%d addresses in all", MAX_LISTEN);
 		free(copy);
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		for (k = 0; k < m_nworkers; k++)
-			if ((m_fds[i][k] = bind_one(w[i], err, errlen)) == -1) {
+			if ((m_fds[m_nlisten][k] = bind_one(w[i], err,
+			    errlen)) == -1) {
 				free(copy);
 				return -1;
 			}
+		m_kinds[m_nlisten++] = (unsigned char)kind;
 	}
-	m_nlisten = n;
 	free(copy);
+	return 0;
+}
+
+static int
+bind_all(char *err, size_t errlen)
+{
+	m_nlisten = 0;
+	if (bind_kind(m_cf->server.listen, LISTEN_MX, err, errlen) == -1 ||
+	    bind_kind(m_cf->server.submission, LISTEN_SUBMISSION, err,
+	    errlen) == -1 || bind_kind(m_cf->server.smtps, LISTEN_SMTPS, err,
+	    errlen) == -1)
+		return -1;
 	return 0;
 }
 
@@ -375,6 +393,7 @@ spawn(int s)
 	if (pid == 0) {
 		child_setup(s, master);
 		ws.fds = fds;
+		ws.kinds = m_kinds;
 		ws.nfds = m_nlisten;
 		ws.slot = s;
 		ws.region = p;
@@ -550,9 +569,11 @@ reload(void)
 		return;
 	}
 	if (strcmp(cf->server.listen, m_cf->server.listen) != 0 ||
+	    strcmp(cf->server.submission, m_cf->server.submission) != 0 ||
+	    strcmp(cf->server.smtps, m_cf->server.smtps) != 0 ||
 	    cf->server.workers != m_cf->server.workers)
-		log_warn("event=reload note=\"listen and workers change on "
-		    "restart only\"");
+		log_warn("event=reload note=\"listen, submission, smtps and "
+		    "workers change on restart only\"");
 	/* Draining workers are separate processes with their own copy:
 	 * the master's old config can go. */
 	conf_free(m_cf);

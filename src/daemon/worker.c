@@ -31,6 +31,8 @@
 
 #include "../core/log.h"
 #include "../core/memtrim.h"
+#include "../core/tpool.h"
+#include "../filters/filter.h"
 #include "../deliver/deliver.h"
 #include "../filters/policy.h"
 #include "../smtp/session_int.h"
@@ -79,6 +81,21 @@ on_closed(struct session *s)
 		event_base_loopexit(w_base, NULL);
 }
 
+/*
+ * The pipeline, with the listener's policy applied first: a submission
+ * session skips the inbound checks its listener names (filter_skip; the
+ * names were checked at config load). Relay control is the core's and
+ * is not a filter, so nothing here can open a relay.
+ */
+static void
+worker_stage(struct session *s, enum stage st)
+{
+	if (st == STAGE_CONNECT && s->conf->skip_filters != NULL &&
+	    s->conf->skip_filters[0] != '\0')
+		(void)filter_skip(s, s->conf->skip_filters, false);
+	pipeline_stage(s, st);
+}
+
 static void
 queue_rcpt(struct session *s, struct rcpt *r)
 {
@@ -86,7 +103,7 @@ queue_rcpt(struct session *s, struct rcpt *r)
 }
 
 static const struct session_ops worker_ops = {
-	.stage = pipeline_stage,
+	.stage = worker_stage,
 	.policy_for = pipeline_policy_for,
 	.is_local = pipeline_is_local,
 	.queue_rcpt = queue_rcpt,
@@ -231,9 +248,9 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct sockaddr_storage	 local;
 	socklen_t		 llen = sizeof(local);
 	const char		*why;
+	const struct smtp_conf	*conf = arg;
 
 	(void)l;
-	(void)arg;
 	w_accept_pause_ms = 0;
 	if (!connlimit_enter(sa, w_cf->server.max_connections,
 	    w_cf->server.max_per_ip, &why)) {
@@ -253,7 +270,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	if (session_new(w_base, bev, sa, (socklen_t)salen,
-	    (struct sockaddr *)&local, llen, &w_cf->server.smtp, &worker_ops,
+	    (struct sockaddr *)&local, llen, conf, &worker_ops,
 	    w_cf->tls) == NULL)
 		connlimit_leave(sa);
 }
@@ -395,6 +412,11 @@ worker_setup(struct moat_config *cf)
 	signal(SIGHUP, SIG_IGN);
 	pipeline_active = cf->pl;
 	deliver_worker_init(w_base, cf->server.smtp.hostname);
+	/* Password hashes are checked off the loop (auth_smtp.c). */
+	if (cf->auth.kind == AUTH_FILE && tpool_start_pool(TPOOL_AUTH, w_base,
+	    (int)cf->auth.threads, (int)cf->auth.queue) == -1)
+		log_msg(LVL_WARN, 0, "event=tpool_failed pool=auth (AUTH gets "
+		    "454)");
 }
 
 int
@@ -410,7 +432,9 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 	for (i = 0; i < ws->nfds && i < 64; i++) {
 		/* Our copy of the socket closes with the listener when we
 		 * drain; the master's copy keeps the queue for our heir. */
-		w_listeners[i] = evconnlistener_new(w_base, accept_cb, NULL,
+		w_listeners[i] = evconnlistener_new(w_base, accept_cb,
+		    (void *)(uintptr_t)w_cf->listener[ws->kinds != NULL &&
+		    ws->kinds[i] < LISTEN_KINDS ? ws->kinds[i] : LISTEN_MX],
 		    LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, -1,
 		    ws->fds[i]);
 		if (w_listeners[i] == NULL)

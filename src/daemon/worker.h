@@ -13,6 +13,7 @@
 /* What the master hands a worker it forks. */
 struct worker_spec {
 	const int	*fds;		/* the slot's listening sockets */
+	const unsigned char *kinds;	/* each one's listener_kind */
 	int		 nfds;
 	int		 slot;		/* which socket set, for the log */
 	int		 region;	/* its connection-count region */

@@ -81,7 +81,9 @@ static const struct {
 	{ VERB_HELP, ANY_CMD, false, cmd_help, NULL },
 	{ VERB_STARTTLS, S(ST_HELO), false, cmd_starttls,
 	    "Send EHLO first" },
-	{ VERB_AUTH, ANY_CMD, false, cmd_auth, NULL },
+	/* RFC 4954 §4: after EHLO, never inside a transaction. */
+	{ VERB_AUTH, S(ST_HELO), false, cmd_auth,
+	    "AUTH only after EHLO and outside a mail transaction" },
 };
 
 void
@@ -92,6 +94,26 @@ command_greet(struct session *s)
 	    s->conf->banner);
 }
 
+/*
+ * The trace of a command line: client text cut at LIMIT_LOG_QUOTE, and
+ * an AUTH line only up to its mechanism (its initial response holds the
+ * password in base64).
+ */
+static void
+command_trace(struct session *s, const char *line, size_t len)
+{
+	size_t n = len > LIMIT_LOG_QUOTE ? LIMIT_LOG_QUOTE : len;
+
+	if (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0) {
+		for (n = 5; n < len && line[n] != ' '; n++)
+			;
+		log_msg(LVL_TRACE, s->id, "in=\"%.*s%s\"", (int)(n > 32 ?
+		    32 : n), line, n < len ? " <initial response>" : "");
+		return;
+	}
+	log_msg(LVL_TRACE, s->id, "in=\"%.*s\"", (int)n, line);
+}
+
 void
 command_line(struct session *s, char *line, size_t len)
 {
@@ -99,9 +121,16 @@ command_line(struct session *s, char *line, size_t len)
 	enum parse_err	 e;
 	size_t		 i;
 
+	/* A SASL response is a secret: only its length is traced. */
+	if (s->state == ST_AUTH) {
+		if (log_enabled(LVL_TRACE))
+			log_msg(LVL_TRACE, s->id, "in=<sasl response, %zu "
+			    "octets>", len);
+		auth_response(s, line, len);
+		return;
+	}
 	if (log_enabled(LVL_TRACE))
-		log_msg(LVL_TRACE, s->id, "in=\"%.*s\"", (int)(len > 200 ?
-		    200 : len), line);
+		command_trace(s, line, len);
 	e = parse_command(line, len, &cmd);
 	if (e == PARSE_NUL || e == PARSE_CTRL) {
 		reply_error(s, 500, "5.5.2", "Syntax error (control character "
@@ -223,6 +252,8 @@ helo_reply(struct session *s)
 	evbuffer_add_printf(out, "250-ENHANCEDSTATUSCODES\r\n");
 	if (s->tls_ctx != NULL && !s->tls)
 		evbuffer_add_printf(out, "250-STARTTLS\r\n");
+	if (auth_offered(s))
+		evbuffer_add_printf(out, "250-AUTH PLAIN LOGIN\r\n");
 	if (s->conf->smtputf8)
 		evbuffer_add_printf(out, "250-SMTPUTF8\r\n");
 	if (s->conf->chunking)
@@ -261,6 +292,12 @@ cmd_mail(struct session *s, struct command *c)
 
 	if (!str_iprefix(c->arg, "FROM:")) {
 		reply_error(s, 501, "5.5.4", "Syntax: MAIL FROM:<address>");
+		return;
+	}
+	/* A submission listener takes mail from its users only (RFC 6409
+	 * §4.3, RFC 4954 §6: 530 5.7.0). */
+	if (s->conf->auth_required && !s->authenticated) {
+		reply_error(s, 530, "5.7.0", "Authentication required");
 		return;
 	}
 	/* The transaction exists from MAIL to its end, not while idle. */
@@ -786,14 +823,13 @@ cmd_help(struct session *s, struct command *c)
 {
 	(void)c;
 	reply(s, 214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT "
-	    "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS");
+	    "DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH");
 }
 
 static void
 cmd_auth(struct session *s, struct command *c)
 {
-	(void)c;
-	reply_error(s, 502, "5.5.1", "AUTH not available");
+	auth_command(s, c->arg);
 }
 
 static void

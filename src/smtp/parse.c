@@ -387,6 +387,41 @@ parse_decimal(struct str v, long long *out)
 	return 0;
 }
 
+static bool
+hex_upper(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+/*
+ * MAIL's AUTH= value (RFC 4954 §5): "<>" or xtext (RFC 3461 §4: "!" to
+ * "~" except "+" and "=", and "+" with two upper-case hex digits), at
+ * most 500 octets (a mailbox, xtext-encoded; the command line bounds it
+ * anyway).
+ */
+static bool
+xtext_ok(struct str v)
+{
+	size_t i;
+
+	if (v.p == NULL || v.len == 0 || v.len > 500)
+		return false;
+	if (v.len == 2 && v.p[0] == '<' && v.p[1] == '>')
+		return true;
+	for (i = 0; i < v.len; i++) {
+		unsigned char c = (unsigned char)v.p[i];
+
+		if (c == '+') {
+			if (i + 2 >= v.len || !hex_upper(v.p[i + 1]) ||
+			    !hex_upper(v.p[i + 2]))
+				return false;
+			i += 2;
+		} else if (c < '!' || c > '~' || c == '=')
+			return false;
+	}
+	return true;
+}
+
 enum parse_err
 parse_mail_params(struct str s, struct mail_params *mp)
 {
@@ -395,6 +430,7 @@ parse_mail_params(struct str s, struct mail_params *mp)
 	mp->size = -1;
 	mp->body = BODY_7BIT;
 	mp->smtputf8 = false;
+	mp->auth = false;
 	if (s.len > 0 && *s.p != ' ')
 		return PARSE_SYNTAX;
 	while (next_param(&s, &key, &val)) {
@@ -412,6 +448,12 @@ parse_mail_params(struct str s, struct mail_params *mp)
 				return PARSE_PARAM_VALUE;
 		} else if (str_ieq(key, "SMTPUTF8") && val.p == NULL) {
 			mp->smtputf8 = true;
+		} else if (str_ieq(key, "AUTH")) {
+			/* Taken and not used: we never pass it on, and a
+			 * client's claim is worth nothing (RFC 4954 §5). */
+			if (!xtext_ok(val))
+				return PARSE_PARAM_VALUE;
+			mp->auth = true;
 		} else
 			return PARSE_PARAM;
 	}

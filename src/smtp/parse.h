@@ -75,9 +75,11 @@ struct mail_params {
 	long long	size;		/* SIZE=, -1 when not given */
 	enum body_type	body;
 	bool		smtputf8;
+	bool		auth;		/* AUTH= given (RFC 4954 §5) */
 };
 
-/* Parses MAIL FROM ESMTP parameters (RFC 1870, 6152, 3030, 6531). */
+/* Parses MAIL FROM ESMTP parameters (RFC 1870, 6152, 3030, 6531,
+ * 4954). */
 enum parse_err	parse_mail_params(struct str, struct mail_params *);
 /* RCPT TO takes no parameters we support; anything is PARSE_PARAM. */
 enum parse_err	parse_rcpt_params(struct str);

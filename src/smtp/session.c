@@ -31,6 +31,7 @@
 
 #include "../core/log.h"
 #include "../core/memtrim.h"
+#include "auth.h"
 #include "session_int.h"
 
 #define ID_BUCKETS	16384
@@ -40,12 +41,12 @@
 
 const char *const stage_names[STAGE_COUNT] = {
 	"connect", "helo", "mail", "rcpt", "data", "data_post", "queue",
-	"disconnect"
+	"disconnect", "auth"
 };
 
 const char *const state_names[ST_COUNT] = {
 	"connect", "greet", "helo", "mail", "rcpt", "data", "bdat",
-	"bdat_skip", "bdat_next", "bdat_failed", "wait", "tls", "quit"
+	"bdat_skip", "bdat_next", "bdat_failed", "auth", "wait", "tls", "quit"
 };
 
 static struct session	*by_id[ID_BUCKETS];
@@ -56,6 +57,7 @@ static void	session_process(struct session *);
 static void	session_maybe_free(struct session *);
 static void	session_free(struct session *);
 static void	session_finish_input(struct session *);
+static void	session_start(struct session *);
 
 /* Session ids: seconds, pid and a counter, so they sort by time and
  * differ between workers. */
@@ -523,6 +525,8 @@ session_complete(struct session *s, enum stage st, struct verdict v)
 	s->in_process = true;
 	if (st == STAGE_QUEUE)
 		command_queued(s, v);
+	else if (st == STAGE_AUTH)
+		auth_step_done(s, v);
 	else
 		command_stage_done(s, st, v);
 	if (outer) {
@@ -555,6 +559,19 @@ session_queued_step(struct step_token tok, struct verdict v)
 	}
 	session_unwait(s);
 	session_complete(s, STAGE_QUEUE, v);
+}
+
+void
+session_auth_step(struct step_token tok, struct verdict v)
+{
+	struct session *s = session_find(tok.sid);
+
+	if (!session_step_live(s, tok) || s->pending != STAGE_AUTH) {
+		log_msg(LVL_DEBUG, tok.sid, "event=stale_completion step=auth");
+		return;
+	}
+	session_unwait(s);
+	session_complete(s, STAGE_AUTH, v);
 }
 
 void
@@ -601,6 +618,38 @@ session_read_data(struct session *s, struct evbuffer *in)
 }
 
 /*
+ * The longest line the session takes now: a SASL response, or an AUTH
+ * command with its initial response, may be AUTH_LINE_MAX (RFC 4954 §4);
+ * every other command max_command_line.
+ */
+static size_t
+line_max(const struct session *s, struct evbuffer *in)
+{
+	size_t	max = (size_t)s->conf->max_command_line;
+	char	verb[5];
+
+	if (s->state == ST_AUTH)
+		return AUTH_LINE_MAX;
+	if (max < AUTH_LINE_MAX && evbuffer_copyout(in, verb, 5) == 5 &&
+	    strncasecmp(verb, "AUTH ", 5) == 0)
+		return AUTH_LINE_MAX;
+	return max;
+}
+
+/* session_read_line's buffer holds an AUTH line too. */
+_Static_assert(AUTH_LINE_MAX <= LIMIT_COMMAND_LINE_MAX, "AUTH line buffer");
+
+/* An overlong line was skipped: 500, and an AUTH exchange ends. */
+static void
+line_too_long(struct session *s, bool auth)
+{
+	if (auth)
+		auth_line_too_long(s);
+	else
+		reply_error(s, 500, "5.5.2", "Line too long");
+}
+
+/*
  * Takes one command line. A line is measured before it is copied: one
  * past the limit is answered and skipped up to its end, never cut and
  * run. Returns false when no whole line is buffered.
@@ -611,7 +660,9 @@ session_read_line(struct session *s, struct evbuffer *in)
 	static char		 line[LIMIT_COMMAND_LINE_MAX + 1];
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, avail = evbuffer_get_length(in);
-	size_t			 max = (size_t)s->conf->max_command_line;
+	size_t			 max = line_max(s, in);
+	bool			 auth = max == AUTH_LINE_MAX &&
+				     max != (size_t)s->conf->max_command_line;
 
 	/* Only CRLF ends a command line (RFC 5321 §2.3.8); a bare LF stays
 	 * in the line, where the parser refuses it as a control character. */
@@ -623,7 +674,7 @@ session_read_line(struct session *s, struct evbuffer *in)
 		evbuffer_drain(in, avail);
 		if (!s->skip_line) {
 			s->skip_line = true;
-			reply_error(s, 500, "5.5.2", "Line too long");
+			line_too_long(s, auth || s->state == ST_AUTH);
 		}
 		return true;
 	}
@@ -634,7 +685,7 @@ session_read_line(struct session *s, struct evbuffer *in)
 	}
 	if ((size_t)eol.pos + eol_len > max) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
-		reply_error(s, 500, "5.5.2", "Line too long");
+		line_too_long(s, auth || s->state == ST_AUTH);
 		return true;
 	}
 	/* One worker, one loop: a static line buffer is never shared. */
@@ -685,6 +736,7 @@ session_free(struct session *s)
 	 * queue step at the backend; completions that come back later find
 	 * no session (or a newer generation) and are dropped. */
 	s->ops->stage(s, STAGE_DISCONNECT);
+	auth_session_end(s);
 	s->pending = STAGE_COUNT;
 	s->step_gen++;
 	txn_reset(s);
@@ -822,12 +874,19 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
-		/* TLS handshake done (RFC 3207 §4.2: a fresh start). */
-		if (s->state == ST_TLS) {
-			session_deadline_tls(s, false);
-			session_set_state(s, ST_GREET);
+		if (s->state != ST_TLS)
+			return;
+		session_deadline_tls(s, false);
+		/* Implicit TLS (RFC 8314 §3.3): the session starts now. On
+		 * such a listener STARTTLS is never taken (s->tls). */
+		if (s->conf->implicit_tls) {
+			session_start(s);
 			session_continue(s);	/* may free s */
+			return;
 		}
+		/* TLS handshake done (RFC 3207 §4.2: a fresh start). */
+		session_set_state(s, ST_GREET);
+		session_continue(s);	/* may free s */
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
@@ -872,6 +931,15 @@ session_attach(struct session *s, struct bufferevent *bev)
 	if (s->direct)		/* enabled by default: off until needed */
 		bufferevent_disable(bev, EV_WRITE);
 	session_timeouts(s);
+}
+
+/* Runs the connect stage; it greets (or refuses) when its verdict is in. */
+static void
+session_start(struct session *s)
+{
+	s->in_process = true;
+	session_stage(s, STAGE_CONNECT);
+	s->in_process = false;
 }
 
 struct session *
@@ -921,10 +989,21 @@ session_new(struct event_base *base, struct bufferevent *bev,
 	nsessions++;
 	memtrim_poke();
 	session_attach(s, bev);
-	log_msg(LVL_INFO, s->id, "event=connect ip=%s", s->ip);
-	s->in_process = true;
-	session_stage(s, STAGE_CONNECT);
-	s->in_process = false;
+	log_msg(LVL_INFO, s->id, "event=connect ip=%s listener=%s", s->ip,
+	    conf->listener != NULL ? conf->listener : "mx");
+	if (conf->implicit_tls) {
+		/* The handshake comes first, within deadline_tls; the
+		 * connect stage and the greeting follow it (event_cb). */
+		if (s->tls_ctx == NULL || tls_start(s) == -1) {
+			session_set_state(s, ST_QUIT);
+			session_timer_ms(s, 1, recheck_free);
+			return s;
+		}
+		session_set_state(s, ST_TLS);
+		session_deadline_tls(s, true);
+		return s;
+	}
+	session_start(s);
 	session_process(s);
 	/* The caller still holds s: a session closing already is freed
 	 * from the loop, not from in here. */

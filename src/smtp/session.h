@@ -32,6 +32,8 @@ struct event_base;
 struct bufferevent;
 struct event;
 struct ssl_ctx_st;
+struct auth_conf;
+struct auth_sasl;
 struct policy;
 struct backend;
 struct session;
@@ -52,6 +54,7 @@ enum state {
 	ST_BDAT_SKIP,	/* reading a refused BDAT chunk, to drop it */
 	ST_BDAT_NEXT,	/* a chunk taken: only BDAT, RSET, NOOP, QUIT */
 	ST_BDAT_FAILED,	/* a chunk refused: BDATs are dropped until RSET */
+	ST_AUTH,	/* the next line is a SASL response (RFC 4954 §4) */
 	ST_WAIT,	/* a stage or queue step is pending (s->pending) */
 	ST_TLS,		/* TLS handshake after STARTTLS */
 	ST_QUIT,	/* closing once output is flushed */
@@ -67,7 +70,9 @@ struct step_token {
 /* Pipeline stages, in the order a session meets them (ARCHITECTURE §2). */
 enum stage {
 	STAGE_CONNECT, STAGE_HELO, STAGE_MAIL, STAGE_RCPT, STAGE_DATA,
-	STAGE_DATA_POST, STAGE_QUEUE, STAGE_DISCONNECT, STAGE_COUNT
+	STAGE_DATA_POST, STAGE_QUEUE, STAGE_DISCONNECT,
+	STAGE_AUTH,	/* an AUTH check or its failure delay; no filters */
+	STAGE_COUNT
 };
 
 extern const char *const stage_names[STAGE_COUNT];
@@ -190,6 +195,15 @@ struct smtp_conf {
 	bool		 chunking;
 	bool		 pipelining;
 	char		*banner;
+	/* SMTP AUTH (auth.h); NULL or backend none: not offered. */
+	const struct auth_conf	*auth;
+	/* The listener's policy (a submission port): MAIL needs AUTH
+	 * first (530 5.7.0); TLS from the first byte (RFC 8314 §3.3);
+	 * filters the session skips (filter_skip names). */
+	bool		 auth_required;
+	bool		 implicit_tls;
+	const char	*skip_filters;
+	const char	*listener;	/* "mx", "submission", "smtps" */
 };
 
 struct session {
@@ -217,7 +231,15 @@ struct session {
 	bool			 esmtp;
 	bool			 tls;
 	bool			 trusted;	/* relay client */
+	/* SMTP AUTH succeeded: a relay client, known as auth_user (the
+	 * backend's name for it), evidence for rate limits and outbound
+	 * checks. Never reset within the session (RFC 4954 §4: one AUTH
+	 * per session). */
 	bool			 authenticated;
+	char			 auth_user[256];
+	const char		*auth_mech;	/* static: PLAIN, LOGIN */
+	unsigned		 auth_failures;
+	struct auth_sasl	*sasl;		/* an exchange under way */
 	/* Allow-listed by a connection check (a DNSWL): the other
 	 * connection-level checks (fcrdns, helo, rhsbl) skip it. */
 	bool			 client_allowed;
@@ -282,6 +304,10 @@ struct step_token session_step_begin(struct session *);
 struct step_token session_step(const struct session *);
 /* True when tok names the step the session waits for now. */
 bool		session_step_live(const struct session *, struct step_token);
+/* A pending AUTH step finished (the check, or the delay after a failed
+ * one): V_ACCEPT, V_DENY or V_DEFER; dropped unless tok is still the
+ * AUTH step now pending. */
+void		session_auth_step(struct step_token, struct verdict);
 /* A pending queue step finished (rcpt at the backend, or the message);
  * dropped unless tok is the queue step now pending. */
 void		session_queued_step(struct step_token, struct verdict);

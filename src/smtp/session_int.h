@@ -39,6 +39,20 @@ void	txn_release_message(struct txn *);
 void	command_chunk_skipped(struct session *);
 void	command_greet(struct session *);
 
+/* auth_smtp.c: the AUTH command and its SASL exchange. */
+/* True when EHLO offers AUTH to this client (a backend, and TLS or the
+ * loopback exception). */
+bool	auth_offered(const struct session *);
+void	auth_command(struct session *, struct str arg);
+/* A line read in ST_AUTH: the client's SASL response. */
+void	auth_response(struct session *, const char *line, size_t len);
+/* A line past AUTH_LINE_MAX in ST_AUTH or on an AUTH command. */
+void	auth_line_too_long(struct session *);
+/* The pending AUTH step completed (see session_auth_step). */
+void	auth_step_done(struct session *, struct verdict);
+/* Teardown: cancels a backend request and wipes the exchange. */
+void	auth_session_end(struct session *);
+
 /* txnlog.c */
 void	txnlog_transaction(struct session *);
 void	txnlog_refused(struct session *, const char *reason);
