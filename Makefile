@@ -159,6 +159,13 @@ build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
+# The lists filter's parser and matcher: PCRE2, and core/lists.c's CIDR
+# code (which needs libcdb).
+build/fuzz/fuzz_lists: tests/fuzz/fuzz_lists.c src/filters/lists_file.c \
+    src/core/lists.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lpcre2-8 -lcdb
+
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
