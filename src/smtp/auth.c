@@ -432,6 +432,12 @@ auth_db_find(const struct auth_db *db, const char *user)
 	return e != NULL ? e->hash : NULL;
 }
 
+const char *
+auth_db_dummy(const struct auth_db *db)
+{
+	return db != NULL && db->n > 0 ? db->v[0].hash : auth_dummy_hash;
+}
+
 size_t
 auth_db_count(const struct auth_db *db)
 {

@@ -108,8 +108,8 @@ enum auth_hash	auth_hash_kind(const char *hash);
 /* True when pass matches hash; slow (a pool thread's work). */
 bool		auth_hash_verify(const char *hash, const char *pass,
 		    size_t passlen);
-/* A hash no password matches, costing what a real check costs: checked
- * for unknown users so timing does not tell who exists. */
+/* A well-made argon2id hash (64 MiB, t=3) for auth_db_dummy() to fall
+ * back on. */
 extern const char auth_dummy_hash[];
 
 /*
@@ -129,6 +129,11 @@ void		 auth_db_free(struct auth_db *);
 /* The stored hash of user, or NULL. */
 const char	*auth_db_find(const struct auth_db *, const char *user);
 size_t		 auth_db_count(const struct auth_db *);
+/* What an unknown user's password is checked against, so that timing
+ * does not tell who exists: one of the file's own hashes (the same cost
+ * as a real check; the result is thrown away), auth_dummy_hash when the
+ * file is empty. */
+const char	*auth_db_dummy(const struct auth_db *);
 
 /* "file"/"dovecot"/"none" to a backend; -1 for anything else. */
 int		auth_backend_parse(const char *, enum auth_backend *);

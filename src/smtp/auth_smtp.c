@@ -247,8 +247,9 @@ check_done(void *arg)
 	free(j);
 }
 
-/* The passwd file: an unknown user is checked against a dummy hash, so
- * time does not tell who exists. -1 when the pool cannot take it. */
+/* The passwd file: an unknown user is checked against another user's
+ * hash and fails whatever the result (known is false), so time does not
+ * tell who exists. -1 when the pool cannot take it. */
 static int
 check_file(struct session *s, struct step_token tok)
 {
@@ -261,7 +262,7 @@ check_file(struct session *s, struct step_token tok)
 	j->tok = tok;
 	j->known = h != NULL;
 	snprintf(j->hash, sizeof(j->hash), "%s", h != NULL ? h :
-	    auth_dummy_hash);
+	    auth_db_dummy(s->conf->auth->db));
 	memcpy(j->pass, c->pass, c->passlen);
 	j->passlen = c->passlen;
 	if (tpool_submit_to(TPOOL_AUTH, check_work, check_done, j) == -1) {
