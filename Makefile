@@ -159,6 +159,15 @@ build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 
+# The HELO readers are instrumented; the rest of moat links from the
+# library (the archive's helo.o and rhsbl.o are never pulled in).
+build/fuzz/fuzz_helo: tests/fuzz/fuzz_helo.c src/filters/helo.c \
+    src/filters/rhsbl.c $(BUILD)/libmoat.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) $(GMIME_CFLAGS) -o $@ tests/fuzz/fuzz_helo.c \
+	    src/filters/helo.c src/filters/rhsbl.c $(BUILD)/libmoat.a \
+	    $(LDLIBS)
+
 # The lists filter's parser and matcher: PCRE2, and core/lists.c's CIDR
 # code (which needs libcdb).
 build/fuzz/fuzz_lists: tests/fuzz/fuzz_lists.c src/filters/lists_file.c \

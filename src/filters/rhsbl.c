@@ -133,7 +133,9 @@ rhsbl_name(const char *domain, char *out, size_t outlen)
 		out[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
 	}
 	out[n] = '\0';
-	if (strchr(out, '.') == NULL || inet_pton(AF_INET, out, a) == 1 ||
+	/* No empty label: not at the ends, not between two dots. */
+	if (strchr(out, '.') == NULL || out[0] == '.' || out[n - 1] == '.' ||
+	    strstr(out, "..") != NULL || inet_pton(AF_INET, out, a) == 1 ||
 	    inet_pton(AF_INET6, out, a) == 1)
 		return -1;
 	return 0;

@@ -28,6 +28,8 @@ test_names(void **state)
 		"", ".", "[192.0.2.1]", "[IPv6:2001:db8::1]", "192.0.2.1",
 		"192.0.2.1.", "2001:db8::1", "localhost", "foo",
 		"b\xc3\xbc" "cher.example", "a b.example",
+		/* empty labels (found by fuzz_helo) */
+		"192.0.2..", "a..example", ".example.org", "example.org..",
 	};
 	char	out[LIMIT_DOMAIN + 1];
 	size_t	i;
