@@ -256,6 +256,9 @@ static const struct opt auth_opts[] = {
 	    "Dovecot's auth-client socket" },
 	{ "dovecot_service", OPT_STR, "smtp", 0, 0, AUTHC(dovecot_service),
 	    "service= sent to Dovecot" },
+	{ "dovecot_penalty", OPT_BOOL, "no", 0, 0, AUTHC(dovecot_penalty),
+	    "let Dovecot delay failures by address too (its auth penalty); "
+	    "no: moat's own delays only" },
 	{ "timeout", OPT_INT, "10", 1, 300, AUTHC(timeout),
 	    "seconds one check may take (then 454 4.7.0)" },
 	{ "plaintext_loopback", OPT_BOOL, "no", 0, 0,

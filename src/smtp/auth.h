@@ -41,6 +41,7 @@ struct auth_conf {
 	char		*passwd_file;
 	char		*dovecot_socket;
 	char		*dovecot_service;
+	bool		 dovecot_penalty;	/* Dovecot's delays too */
 	long long	 timeout;		/* s, one check, either backend */
 	bool		 plaintext_loopback;	/* offer AUTH in clear to
 						 * 127.0.0.0/8 and ::1 */

@@ -4,7 +4,8 @@
  *
  *   C: VERSION 1 2 / CPID <pid>
  *   S: VERSION 1 x / MECH PLAIN plaintext / ... / DONE
- *   C: AUTH 1 PLAIN service=smtp nologin lip= rip= [secured] resp=<b64>
+ *   C: AUTH 1 PLAIN service=smtp nologin lip= rip= [secured]
+ *      [no-penalty] resp=<b64>
  *   S: OK 1 user=<name> | FAIL 1 [temp] [reason=...] | CONT 1 <b64>
  *
  * (fields separated by TAB, lines by LF). The client's SASL exchange
@@ -190,9 +191,9 @@ auth_line(struct auth_dovecot_req *r, const struct auth_dovecot_args *a)
 	explicit_bzero(plain, sizeof(plain));
 	if (n == 0)
 		n = snprintf(r->line, sizeof(r->line), "AUTH\t1\tPLAIN\t"
-		    "service=%s\tnologin\tlip=%s\trip=%s%s\tresp=%s\n",
+		    "service=%s\tnologin\tlip=%s\trip=%s%s%s\tresp=%s\n",
 		    a->service, a->lip, a->rip, a->secured ? "\tsecured" : "",
-		    b64);
+		    a->no_penalty ? "\tno-penalty" : "", b64);
 	explicit_bzero(b64, sizeof(b64));
 	if (n < 0 || (size_t)n >= sizeof(r->line))
 		return -1;

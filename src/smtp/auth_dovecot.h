@@ -35,6 +35,7 @@ struct auth_dovecot_args {
 	size_t		 passlen;
 	const char	*lip, *rip;	/* our and the client's address */
 	bool		 secured;	/* the client talks TLS */
+	bool		 no_penalty;	/* Dovecot's own failure penalty off */
 };
 
 /* Starts a check; NULL when it cannot start (no callback then). */

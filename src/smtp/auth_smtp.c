@@ -330,6 +330,9 @@ check_dovecot(struct session *s, struct step_token tok)
 	a.lip = lip;
 	a.rip = s->ip;
 	a.secured = s->tls;
+	/* We delay and count failures ourselves; Dovecot's penalty (2^n
+	 * s per address) would stack on ours and outlast [auth] timeout. */
+	a.no_penalty = !ac->dovecot_penalty;
 	s->sasl->dreq = auth_dovecot_start(s->base, &a, tok, dovecot_done);
 	if (s->sasl->dreq == NULL)
 		s->sasl->why = "dovecot_unreachable";
