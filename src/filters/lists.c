@@ -198,14 +198,27 @@ lists_fini(void *state)
 
 #define LISTS_SEEN	16	/* entries noted once per session */
 
+/* Made on a session's first use of a list (none when no list is set). */
 struct lists_sess {
-	/* Refusal texts: the MAIL one outlives the hook (delay-deny). */
+	/* The MAIL refusal's text outlives the hook (delay-deny); RCPT's
+	 * go into the transaction's verdict_text, as dnsbl's. */
 	char			 mail_text[LIMIT_REPLY_LINE + 1];
-	char			 rcpt_text[LIMIT_REPLY_LINE + 1];
 	const struct lists_entry *seen[LISTS_SEEN];
 	size_t			 nseen;
 	bool			 rdns_checked;
 };
+
+/* True when the state has any list of the kinds in mask (bit = kind). */
+static bool
+has_lists(const struct lists_state *st, unsigned mask, int allow)
+{
+	int k;
+
+	for (k = 0; st != NULL && k < LISTS_KINDS; k++)
+		if ((mask & (1u << k)) != 0 && st->set[k][allow] != NULL)
+			return true;
+	return false;
+}
 
 static struct lists_sess *
 sess(struct filter_call *c)
@@ -292,7 +305,10 @@ client_allow(struct filter_call *c, struct lists_sess *ls, enum lists_kind k)
 	const char			*sub = client_subject(c->s, k);
 
 	def = pipeline_active->def->state[filter_index(&filter_lists)];
-	if (sub != NULL && find(c->s, ls, def, k, ALLOW, sub) != NULL)
+	if (sub == NULL || !has_lists(def, 1u << k, ALLOW) ||
+	    (ls == NULL && (ls = sess(c)) == NULL))
+		return;
+	if (find(c->s, ls, def, k, ALLOW, sub) != NULL)
 		(void)filter_skip(c->s, conf->client_skip, false);
 }
 
@@ -320,19 +336,28 @@ refuse(char *buf, size_t n, long long code, const char *esc5,
 	return v;
 }
 
+/* A refusal at RCPT: its text in the transaction (outliving the hook). */
+static struct verdict
+refuse_rcpt(struct filter_call *c, long long code, const char *esc5,
+    const char *tmpl, const struct lists_entry *e, const char *subject)
+{
+	return refuse(c->s->txn->verdict_text, sizeof(c->s->txn->verdict_text),
+	    code, esc5, tmpl, e, subject);
+}
+
 /* ---- hooks ---------------------------------------------------------- */
 
 static struct verdict
 lists_connect(struct filter_call *c)
 {
-	client_allow(c, sess(c), LISTS_IP);
+	client_allow(c, c->data, LISTS_IP);
 	return VERDICT(V_CONTINUE);
 }
 
 static struct verdict
 lists_helo(struct filter_call *c)
 {
-	client_allow(c, sess(c), LISTS_HELO);
+	client_allow(c, c->data, LISTS_HELO);
 	return VERDICT(V_CONTINUE);
 }
 
@@ -353,11 +378,13 @@ static struct verdict
 lists_mail(struct filter_call *c)
 {
 	const struct lists_conf		*conf = c->conf;
-	struct lists_sess		*ls = sess(c);
+	struct lists_sess		*ls;
 	const struct lists_entry	*e;
 	char				 from[LISTS_ADDR_MAX + 2];
 
-	if (ls == NULL)
+	if ((!has_lists(c->state, 1u << LISTS_SENDER, ALLOW) &&
+	    !has_lists(c->state, 1u << LISTS_SENDER, DENY)) ||
+	    (ls = sess(c)) == NULL)
 		return VERDICT(V_CONTINUE);
 	sender_subject(c->s, from, sizeof(from));
 	if (find(c->s, ls, c->state, LISTS_SENDER, ALLOW, from) != NULL) {
@@ -406,10 +433,10 @@ client_deny(struct filter_call *c, struct lists_sess *ls)
 		    NULL)
 			continue;
 		if (kinds[i] == LISTS_HELO)
-			return refuse(ls->rcpt_text, sizeof(ls->rcpt_text),
-			    conf->helo_code, "5.7.1", conf->helo_text, e, sub);
-		return refuse(ls->rcpt_text, sizeof(ls->rcpt_text),
-		    conf->client_code, "5.7.1", conf->client_text, e, sub);
+			return refuse_rcpt(c, conf->helo_code, "5.7.1",
+			    conf->helo_text, e, sub);
+		return refuse_rcpt(c, conf->client_code, "5.7.1",
+		    conf->client_text, e, sub);
 	}
 	return VERDICT(V_CONTINUE);
 }
@@ -420,23 +447,25 @@ lists_rcpt(struct filter_call *c)
 	const struct lists_conf		*conf = c->conf;
 	struct session			*s = c->s;
 	const struct rcpt		*r = s->txn->cur;
-	struct lists_sess		*ls = sess(c);
+	struct lists_sess		*ls = c->data;
 	const struct lists_entry	*e;
 	struct verdict			 v;
 	char				 from[LISTS_ADDR_MAX + 2];
 
-	if (ls == NULL)
-		return VERDICT(V_CONTINUE);
 	/* fcrdns (before us in [pipeline]) has verified the name by now. */
-	if (!ls->rdns_checked && s->rdns_verified) {
-		ls->rdns_checked = true;
+	if ((ls == NULL || !ls->rdns_checked) && s->rdns_verified) {
 		client_allow(c, ls, LISTS_RDNS);
+		if ((ls = c->data) != NULL)
+			ls->rdns_checked = true;
 	}
+	if ((!has_lists(c->state, ~0u, ALLOW) &&
+	    !has_lists(c->state, ~0u, DENY)) || (ls = sess(c)) == NULL)
+		return VERDICT(V_CONTINUE);
 	if (find(s, ls, c->state, LISTS_RCPT, ALLOW, r->addr) != NULL)
 		return VERDICT(V_CONTINUE);
 	if ((e = find(s, ls, c->state, LISTS_RCPT, DENY, r->addr)) != NULL)
-		return refuse(ls->rcpt_text, sizeof(ls->rcpt_text),
-		    conf->rcpt_code, "5.1.1", conf->rcpt_text, e, r->addr);
+		return refuse_rcpt(c, conf->rcpt_code, "5.1.1",
+		    conf->rcpt_text, e, r->addr);
 	if (r->exempt || s->trusted || s->authenticated)
 		return VERDICT(V_CONTINUE);
 	v = client_deny(c, ls);
@@ -446,8 +475,8 @@ lists_rcpt(struct filter_call *c)
 	sender_subject(s, from, sizeof(from));
 	if (find(s, ls, c->state, LISTS_SENDER, ALLOW, from) == NULL &&
 	    (e = find(s, ls, c->state, LISTS_SENDER, DENY, from)) != NULL)
-		return refuse(ls->rcpt_text, sizeof(ls->rcpt_text),
-		    conf->sender_code, "5.7.1", conf->sender_text, e, from);
+		return refuse_rcpt(c, conf->sender_code, "5.7.1",
+		    conf->sender_text, e, from);
 	return VERDICT(V_CONTINUE);
 }
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "lists.h"
 
@@ -324,24 +325,32 @@ int
 lists_set_load(struct lists_set *l, const char *path, bool all_regex,
     char *err, size_t errlen)
 {
-	FILE	*fp;
-	char	*buf;
-	size_t	 n;
-	int	 rc;
+	FILE		*fp;
+	struct stat	 st;
+	char		*buf;
+	size_t		 n;
+	int		 rc;
 
 	if ((fp = fopen(path, "r")) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((buf = malloc(LISTS_FILE_MAX + 1)) == NULL) {
+	if (fstat(fileno(fp), &st) == -1 || st.st_size > LISTS_FILE_MAX) {
+		snprintf(err, errlen, "%s: %s", path, st.st_size >
+		    LISTS_FILE_MAX ? "larger than 64 MiB" : strerror(errno));
+		fclose(fp);
+		return -1;
+	}
+	/* Sized by the file; one byte more tells that it grew meanwhile. */
+	if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
 		fclose(fp);
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
-	n = fread(buf, 1, LISTS_FILE_MAX + 1, fp);
-	if (ferror(fp) || n > LISTS_FILE_MAX) {
+	n = fread(buf, 1, (size_t)st.st_size + 1, fp);
+	if (ferror(fp) || n > (size_t)st.st_size) {
 		snprintf(err, errlen, "%s: %s", path, ferror(fp) ?
-		    "read error" : "larger than 64 MiB");
+		    "read error" : "changed while read");
 		rc = -1;
 	} else
 		rc = lists_set_parse(l, path, buf, n, all_regex, err, errlen);

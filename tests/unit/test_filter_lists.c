@@ -520,6 +520,27 @@ test_filter_config_errors(void **state)
 	harness_free(&h);
 }
 
+/* No list set: nothing is kept per session (idle sessions cost none). */
+static void
+test_filter_no_lists(void **state)
+{
+	struct harness	 h;
+
+	(void)state;
+	assert_int_equal(hinit(&h, NULL), 0);
+	snprintf(h.s.helo, sizeof(h.s.helo), "client.example");
+	from(&h, "<a@b.example>");
+	harness_rcpt(&h, "<alice@example.test>");
+	h.s.rdns_verified = true;
+	snprintf(h.s.rdns, sizeof(h.s.rdns), "mx.b.example");
+	assert_int_equal(hcall(&h, STAGE_CONNECT).code, V_CONTINUE);
+	assert_int_equal(hcall(&h, STAGE_HELO).code, V_CONTINUE);
+	assert_int_equal(hcall(&h, STAGE_MAIL).code, V_CONTINUE);
+	assert_int_equal(hcall(&h, STAGE_RCPT).code, V_CONTINUE);
+	assert_null(filter_data(&h.s, &filter_lists));
+	hfree(&h);
+}
+
 /* The shipped file: the seed's "unlikely" local parts. */
 static void
 test_localparts_file(void **state)
@@ -577,6 +598,7 @@ main(void)
 		cmocka_unit_test(test_filter_deny),
 		cmocka_unit_test(test_filter_allow),
 		cmocka_unit_test(test_filter_config_errors),
+		cmocka_unit_test(test_filter_no_lists),
 		cmocka_unit_test(test_localparts_file),
 	};
 
