@@ -259,9 +259,12 @@ test_mail_params(void **state)
 	s = " BODY=9BIT";
 	assert_int_equal(parse_mail_params(str_make(s, strlen(s)), &mp),
 	    PARSE_PARAM_VALUE);
-	s = " AUTH=<>";
+	s = " RET=FULL";	/* DSN (RFC 3461) is not offered */
 	assert_int_equal(parse_mail_params(str_make(s, strlen(s)), &mp),
 	    PARSE_PARAM);
+	s = " AUTH=<>";		/* RFC 4954 §5: taken (test_auth) */
+	assert_int_equal(parse_mail_params(str_make(s, strlen(s)), &mp),
+	    PARSE_OK);
 	s = "SIZE=1";	/* glued to the '>' */
 	assert_int_equal(parse_mail_params(str_make(s, strlen(s)), &mp),
 	    PARSE_SYNTAX);
