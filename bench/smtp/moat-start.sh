@@ -2,11 +2,18 @@
 # Starts moatd for the shared bench harness: the same checks as the peers
 # (bad senders, valid recipients for the relay domain, no open relay, hang
 # up after BENCH_MAX_UNRECOGNIZED errors), forwarding to the harness sink.
+#
+# MOAT_BENCH_FILTERS replaces the [pipeline] filters and MOAT_BENCH_EXTRA
+# names a file of further sections appended to the config (moat-dns-start.sh
+# uses both). With --loglevel info (BENCH_LOGLEVEL=info) the human log is
+# at info and the JSON log goes to $BENCH_RUN_DIR/json.log.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUN=${BENCH_RUN_DIR:?}
-level=warn
-[ "${BENCH_LOGLEVEL:-quiet}" = info ] && level=info
+level=warn json=off
+if [ "${BENCH_LOGLEVEL:-quiet}" = info ]; then
+	level=info json=$RUN/json.log
+fi
 cat > "$RUN/moat.conf" <<CONF
 [server]
 listen = 127.0.0.1:${BENCH_PORT:?}
@@ -15,13 +22,13 @@ var_dir = $RUN/var
 local_domains = ${BENCH_DOMAIN:-example.com}
 log = stderr
 log_level = $level
-json_log = off
+json_log = $json
 max_errors = ${BENCH_MAX_UNRECOGNIZED:-4}
 max_connections = ${BENCH_MAX_CONN:-6000}
 max_per_ip = ${BENCH_MAX_CONN:-6000}
 
 [pipeline]
-filters = relay badmailfrom recipients
+filters = ${MOAT_BENCH_FILTERS:-relay badmailfrom recipients}
 
 [badmailfrom]
 file = ${BENCH_BAD_SENDERS:?}
@@ -34,4 +41,5 @@ method = smtp
 route = ${BENCH_SINK_HOST:?}:${BENCH_SINK_PORT:?}
 starttls = no
 CONF
+[ -n "${MOAT_BENCH_EXTRA:-}" ] && cat "$MOAT_BENCH_EXTRA" >> "$RUN/moat.conf"
 exec "$ROOT/build/moatd" -c "$RUN/moat.conf"

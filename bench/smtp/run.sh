@@ -6,6 +6,7 @@
 #   bench/smtp/run.sh throughput --suts moat,haraka,postfix,qpsmtpd-forkserver
 #   bench/smtp/run.sh idle --suts moat --n 10000
 #   MOAT_BASELINE=/tmp/old bench/smtp/run.sh throughput --suts moat,moat-base
+#   bench/smtp/run.sh throughput --dns --suts moat,moat-dns,postfix,postfix-dns
 #
 # The harness is used from a scratch copy under /tmp (it reads SUTs from its
 # own folder); nothing of it is kept in this repository. Results of every
@@ -24,6 +25,15 @@ mkdir -p "$WORK/results"
 rm -rf "$WORK/harness/results"
 ln -s "$WORK/results" "$WORK/harness/results"
 sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat.sut.in" > "$WORK/harness/suts/moat.sut"
+# moat with the DNS checks (peer: the harness's postfix-dns; both need --dns,
+# whose server is the shared ../dns, reached by the harness as ../dns).
+# moat-dns-nocache is the same with no answer cache in moatd.
+sed -e "s#@ROOT@#$ROOT#g" -e 's/@PORT@/12532/' -e 's/@CACHE@/10000/' \
+    -e 's/@DESC@//' "$ROOT/bench/smtp/moat-dns.sut.in" > "$WORK/harness/suts/moat-dns.sut"
+sed -e "s#@ROOT@#$ROOT#g" -e 's/@PORT@/12533/' -e 's/@CACHE@/0/' \
+    -e 's/@DESC@/, no DNS cache in moatd/' \
+    "$ROOT/bench/smtp/moat-dns.sut.in" > "$WORK/harness/suts/moat-dns-nocache.sut"
+ln -sfn "$(cd "$SHARED/.." && pwd)/dns" "$WORK/dns"
 # MOAT_BASELINE=<another checkout, built>: it runs too, as SUT moat-base,
 # so a change is measured against what it changes in the same run.
 if [ -n "${MOAT_BASELINE:-}" ]; then
