@@ -37,9 +37,10 @@ def test_non_reading_client_cannot_grow_worker(make_moat):
             time.sleep(0.01)
     grown = rss_kb(worker) - before
     # The kernel buffers a few MB at most; before backpressure the worker
-    # held every reply (20 MB sent grew it by 370 MB).
+    # held every reply (20 MB sent grew it by 307 MB). Measured: +0.1 MB
+    # (ASan's allocator and shadow add a few MB: the bound allows them).
     assert sent < 8 * 1024 * 1024, f"sent {sent} bytes without a stop"
-    assert grown < 4096, f"worker grew {grown} KiB for {sent} bytes sent"
+    assert grown < 16384, f"worker grew {grown} KiB for {sent} bytes sent"
     c.close()
     # The worker is fine and serves others.
     c2 = greet(moat.port)
