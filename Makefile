@@ -29,7 +29,8 @@ FILTERS := src/filters/registry.c src/filters/pipeline.c \
            $(filter-out src/filters/registry.c src/filters/pipeline.c, \
              $(wildcard src/filters/*.c))
 DELIVER := src/deliver/deliver.c src/deliver/maildir.c \
-           src/deliver/forward.c src/deliver/qmailqueue.c
+           src/deliver/forward.c src/deliver/qmailqueue.c \
+           src/deliver/quarantine.c
 DAEMON  := src/daemon/conf.c src/daemon/connlimit.c src/daemon/worker.c \
            src/daemon/master.c
 LIBSRC  := $(CORE) $(SMTP) $(CONTENT) $(STORE) $(FILTERS) $(DELIVER) \
@@ -57,7 +58,7 @@ $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/src/cli/json.o \
-    $(BUILD)/libmoat.a
+    $(BUILD)/src/cli/quarantine_cmd.o $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \

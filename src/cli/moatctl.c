@@ -33,6 +33,7 @@
 #include "../filters/score.h"
 #include "../store/store.h"
 #include "json.h"
+#include "quarantine_cmd.h"
 
 #define LEARN_BATCH	500
 /* Largest file read as one message or mbox. */
@@ -75,6 +76,12 @@ help(void)
 "    moatctl [-c FILE] [--db DIR] classify [--brief] [--times] PATH...\n"
 "    moatctl [-c FILE] [--db DIR] stats\n"
 "    moatctl [-c FILE] explain [--log FILE] SESSION_ID\n"
+"    moatctl [-c FILE] quarantine list [--domain D] [--since T]\n"
+"                                  [--reason R]\n"
+"    moatctl [-c FILE] quarantine show|delete ID\n"
+"    moatctl [-c FILE] quarantine release [--force] ID\n"
+"    moatctl [-c FILE] quarantine learn ID --spam|--ham\n"
+"    moatctl [-c FILE] quarantine trim\n"
 "    moatctl -h | --help | help\n"
 "\n"
 "DESCRIPTION\n"
@@ -111,6 +118,23 @@ help(void)
 "                            deciding filter, symbols, timings, result,\n"
 "                            from [server] json_log (FILE.1 too)\n"
 "        --log FILE          read FILE instead; see moatctl explain --help\n"
+"    quarantine list         messages kept at end of data, oldest first:\n"
+"                            ID, time, state, score, size, reason,\n"
+"                            sender, first recipient\n"
+"        --domain D          only those with a recipient in D\n"
+"        --since T           kept since T: epoch seconds,\n"
+"                            YYYY-MM-DD[THH:MM[:SS]] (UTC), or 90m, 12h, 7d\n"
+"        --reason R          reasons starting with R (spam, virus)\n"
+"    quarantine show ID      envelope, client, symbols, header fields and\n"
+"                            the text part, escaped and cut short\n"
+"    quarantine release ID   deliver it to its recipients, once; a\n"
+"                            virus, or an interrupted release, needs\n"
+"                            --force\n"
+"    quarantine learn ID --spam|--ham\n"
+"                            teach the classifier with it\n"
+"    quarantine delete ID    remove it\n"
+"    quarantine trim         drop what is past [quarantine] retention_days\n"
+"                            or over its caps, oldest first\n"
 "    help                    this text\n"
 "\n"
 "OPTIONS\n"
@@ -155,7 +179,8 @@ usage(void)
 	    "PATH...\n"
 	    "       moatctl [-c FILE] [--db DIR] stats\n"
 	    "       moatctl [-c FILE] explain [--log FILE] SESSION_ID\n"
-	    "       moatctl -h | --help\n");
+	    "       %s"
+	    "       moatctl -h | --help\n", quarantine_cmd_usage);
 	exit(2);
 }
 
@@ -1416,10 +1441,11 @@ main(int argc, char **argv)
 	    (i + 1 < argc && is_help(argv[i + 1])))
 		help();
 	if (strcmp(argv[i], "learn") != 0 &&
-	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0)
+	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0 &&
+	    strcmp(argv[i], "quarantine") != 0)
 		usage();
-	if (path == NULL && db == NULL)
-		path = DEFAULT_CONF;
+	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
+		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
 	if (path != NULL) {
 		if ((cf = conf_load(path, err, sizeof(err))) == NULL) {
 			fprintf(stderr, "moatctl: %s\n", err);
@@ -1454,6 +1480,9 @@ main(int argc, char **argv)
 		rc = cmd_classify(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "stats") == 0)
 		rc = cmd_stats(&c);
+	else if (strcmp(argv[i], "quarantine") == 0)
+		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
+		    argv + i + 1);
 	else
 		usage();
 	store_close(c.st);

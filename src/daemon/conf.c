@@ -317,6 +317,9 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 	if (strcmp(sect, "delivery") == 0)
 		return set_checked(deliver_opts, def->delivery, sect, key,
 		    val, lc->dir, err, errlen);
+	if (strcmp(sect, "quarantine") == 0)
+		return set_checked(quarantine_opts, &lc->cf->quarantine, sect,
+		    key, val, lc->dir, err, errlen);
 	if (strcmp(sect, "auth") == 0)
 		return set_checked(auth_opts, &lc->cf->auth, sect, key, val,
 		    lc->dir, err, errlen);
@@ -730,6 +733,7 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	}
 	snprintf(db, sizeof(db), "%s/db", cf->server.var_dir);
 	store_configure(db, (size_t)cf->server.store_map_size);
+	quarantine_configure(&cf->quarantine, cf->server.var_dir);
 	cf->server.smtp.spool_dir = cf->server.var_dir;
 	if (dns_conf_check(&cf->pl->dns, msg, sizeof(msg)) == -1) {
 		where_is(lc, "dns", at, sizeof(at));
@@ -771,7 +775,9 @@ conf_load(const char *path, char *err, size_t errlen)
 	cf->pl->deadline_rcpt = 3000;
 	cf->pl->deadline_other = 1000;
 	if (opt_defaults(dns_opts, &cf->pl->dns, NULL, err, errlen) == -1 ||
-	    opt_defaults(auth_opts, &cf->auth, NULL, err, errlen) == -1) {
+	    opt_defaults(auth_opts, &cf->auth, NULL, err, errlen) == -1 ||
+	    opt_defaults(quarantine_opts, &cf->quarantine, NULL, err,
+	    errlen) == -1) {
 		conf_free(cf);
 		return NULL;
 	}
@@ -831,6 +837,7 @@ conf_free(struct moat_config *cf)
 	opt_free(server_opts, &cf->server);
 	auth_db_free(cf->auth.db);
 	opt_free(auth_opts, &cf->auth);
+	opt_free(quarantine_opts, &cf->quarantine);
 	if (cf->tls != NULL)
 		tls_ctx_free(cf->tls);
 	free(cf->path);
@@ -868,6 +875,7 @@ conf_dump_defaults(void)
 	dump_table("delivery", deliver_opts, false);
 	dump_table("dns", dns_opts, false);
 	dump_table("auth", auth_opts, false);
+	dump_table("quarantine", quarantine_opts, false);
 	printf("# [domain example.org] overrides any filter.key or "
 	    "delivery.key for one recipient\n# domain; observe = yes puts "
 	    "its whole policy in observe mode\n");

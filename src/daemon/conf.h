@@ -7,6 +7,7 @@
 #ifndef MOAT_CONF_H
 #define MOAT_CONF_H
 
+#include "../deliver/quarantine.h"
 #include "../filters/policy.h"
 #include "../smtp/auth.h"
 #include "../smtp/session.h"
@@ -50,6 +51,7 @@ struct moat_config {
 	struct pipeline		*pl;
 	struct ssl_ctx_st	*tls;
 	struct auth_conf	 auth;
+	struct quarantine_conf	 quarantine;	/* [quarantine] */
 	/* The SMTP settings of each kind of listener: [LISTEN_MX] is
 	 * server.smtp itself, the others copies with their policy. */
 	struct smtp_conf	 sub_smtp[LISTEN_KINDS];

@@ -4,7 +4,10 @@
  * Put it last in [pipeline]: it sees only what ran before it.
  *
  * - score >= reject: 550 5.7.1 with the score and the session id, so a
- *   remote sender can quote it; the message is not delivered.
+ *   remote sender can quote it; the message is not delivered. With
+ *   quarantine = yes (per policy) it is kept first (deliver/quarantine.h):
+ *   the hook is PENDING until the copy is durable, so the filter defers
+ *   (never delivers) when that copy outlasts the filter timeout.
  * - score >= tag: X-Spam-Flag: YES, X-Spam-Score, X-Spam-Status (with the
  *   symbols, SpamAssassin's layout) and, when subject_prefix is set, the
  *   Subject prefixed.
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "../core/buf.h"
+#include "../deliver/quarantine.h"
 #include "score.h"
 
 #define SC(f)	offsetof(struct score_conf, f)
@@ -27,6 +31,9 @@ static const struct opt score_opts[] = {
 	    "score from which the message is refused (550 5.7.1)" },
 	{ "subject_prefix", OPT_STR, "", 0, 0, SC(subject_prefix),
 	    "put before the Subject of tagged messages (empty: leave it)" },
+	{ "quarantine", OPT_BOOL, "no", 0, 0, SC(quarantine),
+	    "keep messages refused over reject in the quarantine "
+	    "([quarantine])" },
 	OPT_END
 };
 
@@ -56,6 +63,9 @@ score_data_post(struct filter_call *c)
 		snprintf(t->verdict_text, sizeof(t->verdict_text),
 		    "Message refused as spam (score %.1f, session %016llx)",
 		    t->score, (unsigned long long)c->s->id);
+		if (conf->quarantine)
+			return quarantine_keep(c, "spam", verdict_make(V_DENY,
+			    550, "5.7.1", t->verdict_text));
 		return verdict_make(V_DENY, 550, "5.7.1", t->verdict_text);
 	}
 	if (t->nsym == 0)
@@ -85,5 +95,8 @@ const struct filter filter_score = {
 	.hook = {
 		[STAGE_DATA_POST] = score_data_post,
 	},
-	.fail = FAIL_CONTINUE,
+	.cancel = quarantine_cancel,
+	/* Pending only while a refused message is kept: past the timeout,
+	 * 451 rather than deliver what was refused. */
+	.fail = FAIL_DEFER,
 };

@@ -11,6 +11,7 @@ struct score_conf {
 	double	 tag;
 	double	 reject;
 	char	*subject_prefix;
+	bool	 quarantine;	/* keep what reject refuses */
 };
 
 extern const struct filter filter_score;

@@ -140,6 +140,8 @@ struct txn {
 	char			 result_text[LIMIT_REPLY_LINE + 1];
 	/* Text of a data_post verdict that its filter composed. */
 	char			 verdict_text[LIMIT_REPLY_LINE + 1];
+	/* The quarantine ID the refused message was kept under, or "". */
+	char			 quarantine[20];
 	struct backend		*backend;	/* forward delivery in progress */
 	unsigned		 data_flags;
 	struct timespec		 t_mail, t_data, t_data_end, t_queued;

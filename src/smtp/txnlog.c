@@ -288,6 +288,11 @@ json_tail(struct buf *b, const struct txn *t)
 	    timespec_ms(&t->t_data, &t->t_data_end),
 	    timespec_ms(&t->t_data_end, &t->t_queued)) == -1)
 		return -1;
+	/* The ID a refused message was kept under (deliver/quarantine). */
+	if (t->quarantine[0] != '\0' && json_str(b, "quarantine",
+	    t->quarantine, strnlen(t->quarantine,
+	    sizeof(t->quarantine))) == -1)
+		return -1;
 	return json_result(b, t);
 }
 
