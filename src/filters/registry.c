@@ -18,6 +18,8 @@ extern const struct filter filter_badmailfrom;
 extern const struct filter filter_lists;
 extern const struct filter filter_recipients;
 extern const struct filter filter_bayes;
+extern const struct filter filter_spamassassin;
+extern const struct filter filter_clamav;
 extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
@@ -33,6 +35,8 @@ const struct filter *const filter_registry[] = {
 	&filter_lists,
 	&filter_recipients,
 	&filter_bayes,
+	&filter_spamassassin,
+	&filter_clamav,
 	&filter_score,
 };
 
