@@ -9,7 +9,8 @@ BUILD="build-essential pkg-config libevent-dev libc-ares-dev libssl-dev
  libinih-dev openssl libargon2-dev libcrypt-dev"
 TEST="libcmocka-dev python3-pytest swaks postfix dovecot-lmtpd clang
  libclang-rt-14-dev ucspi-tcp libnet-ssleay-perl libio-socket-ssl-perl tinycdb
- unbound python3-spf bind9-dnsutils dovecot-core argon2 apache2-utils"
+ unbound python3-spf bind9-dnsutils dovecot-core argon2 apache2-utils
+ clamav-daemon clamav spamd spamassassin"
 
 missing=""
 for p in $BUILD $TEST; do
@@ -27,6 +28,9 @@ else
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+# clamav-daemon's and spamd's service units stay as installed: the tests
+# start clamd and spamd themselves (a sigtool-made database; freshclam is
+# never run).
 # postfix asks how to configure itself; moat only uses its smtp-sink tool.
 echo "postfix postfix/main_mailer_type select No configuration" |
     $SUDO debconf-set-selections
