@@ -591,50 +591,93 @@ q_fsync_path(const char *p)
 	return r;
 }
 
-/* One Maildir copy: tmp/, fsync, link into new/, fsync new/. */
+/* One recipient's Maildir copy: its tmp/ and new/ names. */
+struct q_copy {
+	char	dir[4096];
+	char	tmp[4300];
+	char	dst[4300];
+	bool	written;
+};
+
+/* Writes one copy into tmp/ and fsyncs it. */
 static int
-q_maildir_one(const char *dir, const char *id, const char *from,
-    const char *rcpt, const char *msg, size_t len)
+q_maildir_tmp(struct q_copy *c, const struct quarantine_rec *r,
+    const char *rcpt, size_t k, const char *msg, size_t len)
 {
-	char	sub[4200], tmp[4300], dst[4300], head[1024], host[256];
-	int	fd, n, i;
 	static const char *const subs[] = { "tmp", "new", "cur" };
+	char	sub[4200], head[1024], host[256];
+	int	fd, n, i;
 
 	for (i = 0; i < 3; i++) {
-		snprintf(sub, sizeof(sub), "%s/%s", dir, subs[i]);
-		if (q_mkdir_p(sub) == -1)
+		n = snprintf(sub, sizeof(sub), "%s/%s", c->dir, subs[i]);
+		if (n < 0 || (size_t)n >= sizeof(sub) || q_mkdir_p(sub) == -1)
 			return -1;
 	}
 	if (gethostname(host, sizeof(host)) == -1)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	n = snprintf(tmp, sizeof(tmp), "%s/tmp/%lld.R%sP%d.%s", dir,
-	    (long long)time(NULL), id, (int)getpid(), host);
-	if (n < 0 || (size_t)n >= sizeof(tmp) || (n = snprintf(dst,
-	    sizeof(dst), "%s/new/%lld.R%sP%d.%s", dir, (long long)time(NULL),
-	    id, (int)getpid(), host)) < 0 || (size_t)n >= sizeof(dst))
+	n = snprintf(c->tmp, sizeof(c->tmp), "%s/tmp/%lld.R%sQ%zuP%d.%s",
+	    c->dir, (long long)time(NULL), r->id, k, (int)getpid(), host);
+	if (n < 0 || (size_t)n >= sizeof(c->tmp) || (n = snprintf(c->dst,
+	    sizeof(c->dst), "%s/new/%s", c->dir, strrchr(c->tmp, '/') +
+	    1)) < 0 || (size_t)n >= sizeof(c->dst))
 		return (errno = ENAMETOOLONG, -1);
 	n = snprintf(head, sizeof(head), "Return-Path: <%s>\nDelivered-To: "
-	    "%s\nX-Moat-Released: %s\n", from, rcpt, id);
+	    "%s\nX-Moat-Released: %s\n", r->from, rcpt, r->id);
 	if (n < 0 || (size_t)n >= sizeof(head))
 		return (errno = ENAMETOOLONG, -1);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	if ((fd = open(c->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    0600)) == -1)
 		return -1;
+	c->written = true;
 	if (q_write_all(fd, head, (size_t)n) == -1 ||
 	    q_write_all(fd, msg, len) == -1 || fsync(fd) == -1) {
 		close(fd);
-		unlink(tmp);
 		return -1;
 	}
-	close(fd);
-	snprintf(sub, sizeof(sub), "%s/new", dir);
-	if (link(tmp, dst) == -1 || q_fsync_path(sub) == -1) {
-		unlink(tmp);
+	return close(fd);
+}
+
+/*
+ * Maildir, as moatd's maildir.c: every copy written to tmp/ and synced
+ * before any is linked into new/. -1: nothing delivered; -2: some copies
+ * linked before a link failed (the release must not be retried as is).
+ */
+static int
+q_maildir(const struct deliver_conf *dc, const struct quarantine_rec *r,
+    const char *msg, size_t len)
+{
+	struct q_copy	*c;
+	char		 sub[4200];
+	size_t		 i, linked = 0;
+	int		 rc = 0;
+
+	if ((c = calloc(r->nrcpt, sizeof(*c))) == NULL)
 		return -1;
+	for (i = 0; i < r->nrcpt && rc == 0; i++)
+		if (q_mailbox(dc, quarantine_rec_rcpt_at(r, i), c[i].dir,
+		    sizeof(c[i].dir)) == -1 || q_maildir_tmp(&c[i], r,
+		    quarantine_rec_rcpt_at(r, i), i, msg, len) == -1) {
+			fprintf(stderr, "moatctl: quarantine: %s: %s\n",
+			    quarantine_rec_rcpt_at(r, i), strerror(errno));
+			rc = -1;
+		}
+	for (i = 0; i < r->nrcpt && rc == 0; i++) {
+		snprintf(sub, sizeof(sub), "%s/new", c[i].dir);
+		if (link(c[i].tmp, c[i].dst) == -1 ||
+		    q_fsync_path(sub) == -1) {
+			fprintf(stderr, "moatctl: quarantine: %s: %s (%zu of "
+			    "%zu delivered)\n", quarantine_rec_rcpt_at(r, i),
+			    strerror(errno), linked, r->nrcpt);
+			rc = linked > 0 ? -2 : -1;
+		} else
+			linked++;
 	}
-	unlink(tmp);
-	return 0;
+	for (i = 0; i < r->nrcpt; i++)
+		if (c[i].written)
+			unlink(c[i].tmp);
+	free(c);
+	return rc;
 }
 
 /* qmail-queue: the message on fd 0, the envelope on fd 1 (exit 0 is
@@ -698,63 +741,50 @@ q_qmailqueue(const struct deliver_conf *c, const struct quarantine_rec *r,
 }
 
 /*
- * Delivers the message to every recipient by its policy's method. All
- * Maildir recipients of one release go in one pass; qmail-queue takes
- * the whole envelope at once (one policy). smtp and lmtp routes are not
- * supported here (refused before anything is delivered).
+ * Delivers the message to its recipients through the delivery of the
+ * transaction's policy (moatd gives a transaction one policy: the first
+ * recipient's domain's). Maildir and qmail-queue; smtp and lmtp routes
+ * are refused before anything is delivered. -1 nothing delivered, -2
+ * some of it.
  */
 static int
 q_deliver(struct moat_config *cf, const struct quarantine_rec *r,
     const char *msg, size_t len)
 {
-	const struct deliver_conf	*c;
-	const char			*a, *at;
-	char				 dir[4096];
-	size_t				 i;
+	const struct deliver_conf *c;
 
 	pipeline_active = cf->pl;
-	for (i = 0; i < r->nrcpt; i++) {
-		a = quarantine_rec_rcpt_at(r, i);
-		at = strrchr(a, '@');
-		c = pipeline_policy_for(at != NULL ? at + 1 : "")->delivery;
-		if (c->m == DM_SMTP || c->m == DM_LMTP) {
-			fprintf(stderr, "moatctl: quarantine: %s: delivery "
-			    "method %s: release supports maildir and "
-			    "qmail-queue only\n", a, c->method);
-			return (errno = ENOTSUP, -1);
-		}
-		if (c->m == DM_MAILDIR && q_mailbox(c, a, dir,
-		    sizeof(dir)) == -1) {
-			fprintf(stderr, "moatctl: quarantine: %s: not a "
-			    "mailbox\n", a);
-			return (errno = EINVAL, -1);
-		}
+	c = pipeline_policy_for(r->domain)->delivery;
+	if (r->nrcpt == 0) {
+		fprintf(stderr, "moatctl: quarantine: %s has no recipient\n",
+		    r->id);
+		return -1;
 	}
-	for (i = 0; i < r->nrcpt; i++) {
-		a = quarantine_rec_rcpt_at(r, i);
-		at = strrchr(a, '@');
-		c = pipeline_policy_for(at + 1)->delivery;
-		if (c->m == DM_QMAILQUEUE)
-			return q_qmailqueue(c, r, msg, len);
-		if (q_mailbox(c, a, dir, sizeof(dir)) == -1 ||
-		    q_maildir_one(dir, r->id, r->from, a, msg, len) == -1) {
-			fprintf(stderr, "moatctl: quarantine: %s: %s (%zu of "
-			    "%zu delivered)\n", a, strerror(errno), i,
-			    r->nrcpt);
-			return -1;
-		}
+	switch (c->m) {
+	case DM_MAILDIR:
+		return q_maildir(c, r, msg, len);
+	case DM_QMAILQUEUE:
+		return q_qmailqueue(c, r, msg, len);
+	case DM_SMTP:
+	case DM_LMTP:
+		break;
 	}
-	return 0;
+	fprintf(stderr, "moatctl: quarantine: %s: delivery method %s: "
+	    "release supports maildir and qmail-queue only\n", r->domain,
+	    c->method);
+	errno = ENOTSUP;
+	return -1;
 }
 
-/* Moves record id from one state to another in one write transaction;
- * -1 (said) when it is not in a state from allows. */
+/* Moves record id to state to in one write transaction; to releasing
+ * only when quarantine_release_refused() allows. -1 (said) otherwise. */
 static int
-q_transition(struct store *st, const char *id, bool force, bool virus_ok,
+q_transition(struct store *st, const char *id, bool force,
     enum quarantine_state to, struct quarantine_rec *out)
 {
 	struct store_txn	*t;
 	struct quarantine_rec	 r;
+	const char		*why;
 	int			 rc;
 
 	if ((t = store_begin(st, true)) == NULL) {
@@ -767,17 +797,9 @@ q_transition(struct store *st, const char *id, bool force, bool virus_ok,
 		    "no message" : "unreadable record", id);
 		return -1;
 	}
-	if (to == QS_RELEASING && (r.state == QS_RELEASED ||
-	    (r.state == QS_RELEASING && !force))) {
-		fprintf(stderr, "moatctl: quarantine: %s was %s; not "
-		    "released again\n", id, r.state == QS_RELEASED ?
-		    "released already" : "being released (an interrupted "
-		    "release: check the mailboxes, then --force)");
-		rc = -1;
-	} else if (to == QS_RELEASING && !virus_ok &&
-	    strncmp(r.reason, "virus", 5) == 0) {
-		fprintf(stderr, "moatctl: quarantine: %s was refused for a "
-		    "virus; release it only with --force\n", id);
+	if (to == QS_RELEASING &&
+	    (why = quarantine_release_refused(&r, force)) != NULL) {
+		fprintf(stderr, "moatctl: quarantine: %s: %s\n", id, why);
 		rc = -1;
 	} else {
 		r.state = to;
@@ -820,7 +842,7 @@ q_release(struct moat_config *cf, struct store *st, int argc, char **argv)
 		return q_usage();
 	if (!quarantine_id_ok(id))
 		return q_get(st, id, &r) == 0 ? 1 : 1;
-	if (q_transition(st, id, force, force, QS_RELEASING, &r) == -1)
+	if (q_transition(st, id, force, QS_RELEASING, &r) == -1)
 		return 1;
 	if ((m = q_read(&r, &len)) == NULL) {
 		fprintf(stderr, "moatctl: quarantine: %s: %s\n", id,
@@ -830,7 +852,14 @@ q_release(struct moat_config *cf, struct store *st, int argc, char **argv)
 		rc = q_deliver(cf, &r, m + r.hdrlen, len - (size_t)r.hdrlen);
 	free(m);
 	quarantine_rec_free(&r);
-	if (q_transition(st, id, true, true, rc == 0 ? QS_RELEASED :
+	/* Partly delivered (-2): it stays releasing, so only --force
+	 * (after the operator looked) delivers it again. */
+	if (rc == -2) {
+		fprintf(stderr, "moatctl: quarantine: %s partly delivered; "
+		    "left in state releasing\n", id);
+		return 1;
+	}
+	if (q_transition(st, id, true, rc == 0 ? QS_RELEASED :
 	    QS_HELD, NULL) == -1) {
 		fprintf(stderr, "moatctl: quarantine: %s: state not "
 		    "recorded\n", id);

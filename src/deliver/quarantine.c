@@ -413,6 +413,19 @@ quarantine_each(struct store_txn *t,
 	return store_scan(t, "q:", each_one, &e);
 }
 
+const char *
+quarantine_release_refused(const struct quarantine_rec *r, bool force)
+{
+	if (r->state == QS_RELEASED)
+		return "released already; not released again";
+	if (r->state == QS_RELEASING && !force)
+		return "being released (an interrupted release: check the "
+		    "mailboxes, then --force)";
+	if (strncmp(r->reason, "virus", 5) == 0 && !force)
+		return "refused for a virus; release it only with --force";
+	return NULL;
+}
+
 /* What trim decided, collected during the scan (the records are deleted
  * after it: a scan's cursor must not see its own deletes). */
 struct trim_ctx {

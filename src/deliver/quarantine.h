@@ -152,6 +152,15 @@ int	quarantine_index_del(struct store_txn *, const struct quarantine_rec *);
 int	quarantine_totals(struct store_txn *, long long *bytes,
 	    long long *count);
 
+/*
+ * Whether a release of r may start: NULL when it may, else why not. A
+ * released message never is again; one being released (an interrupted
+ * release) and one refused for a virus (reason "virus...") only with
+ * force.
+ */
+const char *quarantine_release_refused(const struct quarantine_rec *r,
+	    bool force);
+
 /* Why a record is dropped by quarantine_trim. */
 enum quarantine_drop { QD_AGE, QD_SIZE, QD_COUNT };
 

@@ -21,13 +21,13 @@ def ctl(m, *args, rc=0):
 
 
 def start(make_moat, quarantine=None, pipeline="relay recipients score",
-          extra=""):
+          extra="", domains="", users=()):
     q = {"retention_days": "30"}
     q.update(quarantine or {})
     return make_moat(
-        server={"local_domains": "example.test other.test"},
+        server={"local_domains": "example.test other.test " + domains},
         users=["alice@example.test", "bob@example.test",
-               "carol@other.test"],
+               "carol@other.test", *users],
         sections={"pipeline": {"filters": pipeline},
                   "bayes": {"min_spam": "1", "min_ham": "1"},
                   # Every message scores 0: refused where reject is 0.
@@ -194,3 +194,32 @@ def test_virus_not_kept_by_default_and_usage(make_moat):
     ctl(m, "list", "--since", "yesterday", rc=2)
     ctl(m, "frobnicate", rc=2)
     out, _, _ = ctl(m, "trim")
+
+
+def test_release_through_qmail_queue(make_moat, tmp_path):
+    import shutil
+    qq = tmp_path / "qq"
+    qq.mkdir()
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "fake-qmail-queue"), qq / "qmail-queue")
+    (qq / "exit").write_text("11\n")
+    m = start(make_moat, domains="qq.test", users=["dave@qq.test"],
+              extra=("\n[domain qq.test]\ndelivery.method = qmail-queue\n"
+                     f"delivery.qmail_queue = {qq / 'qmail-queue'}\n"))
+    qid = refused_id(m, rcpts=("dave@qq.test",))
+    # qmail-queue refuses (exit 11): nothing released, the message stays
+    # held and can be released later.
+    _, err, _ = ctl(m, "release", qid, rc=1)
+    assert "exited 11" in err
+    out, _, _ = ctl(m, "list")
+    assert " held " in out
+    (qq / "exit").write_text("0\n")
+    ctl(m, "release", qid)
+    ctl(m, "release", qid, rc=1)
+    # The stand-in names its files by how many it found: 0.*, then 2.*.
+    spool = sorted(os.listdir(qq / "spool"))
+    assert spool == ["0.env", "0.msg", "2.env", "2.msg"]
+    assert (qq / "spool" / "2.env").read_bytes() == \
+        b"Fsender@example.org\0Tdave@qq.test\0\0"
+    msg = (qq / "spool" / "2.msg").read_bytes()
+    assert b"X-Moat-Quarantine" not in msg and b"cheap pills now" in msg

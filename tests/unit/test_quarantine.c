@@ -310,6 +310,29 @@ test_trim_spares_release_under_way(void **state)
 	quarantine_rec_free(&b);
 }
 
+static void
+test_release_rules(void **state)
+{
+	struct quarantine_rec r;
+
+	(void)state;
+	rec_make(&r, 1000, 30, 10);
+	assert_null(quarantine_release_refused(&r, false));
+	r.state = QS_RELEASING;
+	assert_non_null(quarantine_release_refused(&r, false));
+	assert_null(quarantine_release_refused(&r, true));
+	r.state = QS_RELEASED;
+	assert_non_null(quarantine_release_refused(&r, false));
+	assert_non_null(quarantine_release_refused(&r, true));
+	r.state = QS_HELD;
+	snprintf(r.reason, sizeof(r.reason), "virus:Eicar-Test-Signature");
+	assert_non_null(quarantine_release_refused(&r, false));
+	assert_null(quarantine_release_refused(&r, true));
+	snprintf(r.reason, sizeof(r.reason), "spam virus");
+	assert_null(quarantine_release_refused(&r, false));
+	quarantine_rec_free(&r);
+}
+
 int
 main(void)
 {
@@ -320,6 +343,7 @@ main(void)
 		cmocka_unit_test(test_trim_age),
 		cmocka_unit_test(test_trim_caps),
 		cmocka_unit_test(test_trim_spares_release_under_way),
+		cmocka_unit_test(test_release_rules),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
