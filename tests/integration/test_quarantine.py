@@ -223,3 +223,27 @@ def test_release_through_qmail_queue(make_moat, tmp_path):
         b"Fsender@example.org\0Tdave@qq.test\0\0"
     msg = (qq / "spool" / "2.msg").read_bytes()
     assert b"X-Moat-Quarantine" not in msg and b"cheap pills now" in msg
+
+
+def test_spilled_message_kept_from_its_file(make_moat):
+    m = make_moat(
+        server={"message_memory": "64K"},
+        sections={"pipeline": {"filters": "relay recipients score"},
+                  "score": {"reject": "0", "quarantine": "yes"}})
+    # 300 KB: past message_memory, so the message is in the spill file
+    # and the quarantine writes it from its own descriptor.
+    line = "0123456789" * 9 + "\r\n"
+    body = line * 3000 + "last line\r\n"
+    qid = refused_id(m, subject="big", body=body)
+    kept = open(os.path.join(m.dir, "var", "quarantine", "new", qid),
+                "rb").read()
+    assert b"\r" not in kept
+    assert kept.endswith(b"last line\n")
+    assert kept.count(b"0123456789" * 9 + b"\n") == 3000
+    out, _, _ = ctl(m, "list")
+    size = int(re.search(r"size=(\d+)", out).group(1))
+    assert size == len(kept)
+    ctl(m, "release", qid)
+    got = m.delivered()
+    assert len(got) == 1 and got[0].endswith(b"last line\n")
+    assert got[0].count(b"0123456789" * 9 + b"\n") == 3000
