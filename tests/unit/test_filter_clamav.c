@@ -146,6 +146,9 @@ test_decisions(void **state)
 	free(filter_data(&h.s, &filter_clamav));
 	filter_data_set(&h.s, &filter_clamav, NULL);
 	harness_free(&h);
+	buf_free(&h.t.msg);
+	free(h.s.sev);
+	free(h.s.pl_data);
 
 	/* tag, continue: delivered with the symbol and the header. */
 	assert_int_equal(harness_init(&h, &filter_clamav, "example.test",

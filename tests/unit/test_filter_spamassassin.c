@@ -209,6 +209,8 @@ test_score(void **state)
 	free(filter_data(&h.s, &filter_spamassassin));
 	filter_data_set(&h.s, &filter_spamassassin, NULL);
 	harness_free(&h);
+	free(h.s.sev);
+	free(h.s.pl_data);
 	assert_int_equal(harness_init(&h, &filter_spamassassin,
 	    "example.test", defer), 0);
 	assert_int_equal(decide(&h, SVC_EDOWN, NULL), V_DEFER);

@@ -40,6 +40,9 @@ static size_t			 got_chunks;
 static bool			 got_end;
 static bool			 got_head;
 static size_t			 big;		/* M_BIG: reply bytes */
+/* The server's connections, freed by srv_stop (a silent one never sees
+ * its client go). */
+static struct bufferevent	*conns[64];
 
 struct result {
 	int		 calls;
@@ -49,6 +52,17 @@ struct result {
 };
 
 /* The server: reads INSTREAM frames (or raw bytes to EOF) and answers. */
+static void
+srv_close(struct bufferevent *bev)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (conns[i] == bev)
+			conns[i] = NULL;
+	bufferevent_free(bev);
+}
+
 static void
 srv_read(struct bufferevent *bev, void *arg)
 {
@@ -112,7 +126,7 @@ srv_write(struct bufferevent *bev, void *arg)
 	(void)arg;
 	if (mode == M_LIMIT || (mode != M_SILENT && got_end) ||
 	    (mode == M_EOF && got_body > 0))
-		bufferevent_free(bev);
+		srv_close(bev);
 }
 
 static void
@@ -124,7 +138,7 @@ srv_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		bufferevent_free(bev);
+		srv_close(bev);
 }
 
 static void
@@ -137,7 +151,13 @@ srv_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)sa;
 	(void)len;
 	(void)arg;
+	size_t i;
+
 	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	for (i = 0; i < 64 && conns[i] != NULL; i++)
+		;
+	assert_true(i < 64);
+	conns[i] = bev;
 	bufferevent_setcb(bev, srv_read, srv_write, srv_event, NULL);
 	/* Bounded reads: frames arrive in pieces. */
 	bufferevent_setwatermark(bev, EV_READ, 0, 3 * SVC_CHUNK);
@@ -165,6 +185,11 @@ srv_start(void)
 static void
 srv_stop(void)
 {
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (conns[i] != NULL)
+			srv_close(conns[i]);
 	if (lis != NULL)
 		evconnlistener_free(lis);
 	lis = NULL;
