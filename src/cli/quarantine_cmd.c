@@ -160,11 +160,13 @@ q_read(const struct quarantine_rec *r, size_t *len)
 		return (errno = ENAMETOOLONG, NULL);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return NULL;
+	errno = 0;
 	if (fstat(fd, &sb) == -1 || sb.st_size > QCMD_FILE_MAX ||
 	    sb.st_size < r->hdrlen || (m = malloc((size_t)sb.st_size +
 	    1)) == NULL) {
 		close(fd);
-		return (errno = errno ? errno : EFBIG, NULL);
+		return (errno = errno ? errno : sb.st_size > QCMD_FILE_MAX ?
+		    EFBIG : EIO, NULL);
 	}
 	while (off < (size_t)sb.st_size) {
 		if ((got = read(fd, m + off, (size_t)sb.st_size - off)) <= 0) {

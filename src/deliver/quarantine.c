@@ -925,7 +925,10 @@ q_wanted(const struct filter_call *c, const char *reason)
 	const struct policy	*p = c->policy;
 	const struct filter	*f;
 
-	if (c->s->txn == NULL || c->s->txn->naccepted == 0 || q_dir[0] == '\0')
+	/* Only recipients that delivery would have had (not a training
+	 * address a filter consumed). */
+	if (c->s->txn == NULL || c->s->txn->naccepted <=
+	    c->s->txn->nconsumed || q_dir[0] == '\0')
 		return false;
 	if (strncmp(reason, "virus", 5) == 0 && !q_conf.virus)
 		return false;

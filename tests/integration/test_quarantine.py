@@ -171,20 +171,41 @@ def test_size_cap_drops_oldest(make_moat):
     assert "id=" + a + " why=size" in m.log()
 
 
-def test_learn_from_quarantine(make_moat):
+def classify(m, path):
+    r = subprocess.run([MOATCTL, "-c", m.conf, "classify", "--brief", path],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return float(r.stdout.split()[1])
+
+
+def test_learn_from_quarantine(make_moat, tmp_path):
     m = start(make_moat, pipeline="relay recipients bayes score")
     qid = refused_id(m)
+    # One ham learnt the usual way, so the classifier has both classes.
+    ham = tmp_path / "ham.eml"
+    ham.write_text(message(subject="agenda",
+                           body="the project review meeting agenda\r\n"))
+    r = subprocess.run([MOATCTL, "-c", m.conf, "learn", "--ham", str(ham)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    probe = tmp_path / "probe.eml"
+    probe.write_text(message(subject="offer", body="cheap pills now\r\n"))
+    before = classify(m, str(probe))
     out, _, _ = ctl(m, "learn", qid, "--spam")
     assert "learnt as spam" in out
     out, _, _ = ctl(m, "learn", qid, "--spam")
     assert "already learnt" in out
     r = subprocess.run([MOATCTL, "-c", m.conf, "stats"], capture_output=True,
                        text=True, timeout=60)
-    assert "learnt 1 spam, 0 ham" in r.stdout + r.stderr
+    assert "learnt 1 spam, 1 ham" in r.stdout + r.stderr
+    # The next score of the same text moves toward spam.
+    after = classify(m, str(probe))
+    assert after > before, (before, after)
     out, _, _ = ctl(m, "learn", qid, "--ham")
     r = subprocess.run([MOATCTL, "-c", m.conf, "stats"], capture_output=True,
                        text=True, timeout=60)
-    assert "learnt 0 spam, 1 ham" in r.stdout + r.stderr
+    assert "learnt 0 spam, 2 ham" in r.stdout + r.stderr
+    assert classify(m, str(probe)) < after
     ctl(m, "learn", qid, rc=2)
 
 
