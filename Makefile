@@ -21,7 +21,7 @@ CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
            src/smtp/client.c src/smtp/auth.c src/smtp/auth_smtp.c \
-           src/smtp/auth_dovecot.c
+           src/smtp/auth_dovecot.c src/smtp/pregreet.c
 CONTENT := src/content/tokenize.c src/content/html.c src/content/mime.c \
            src/content/classifier.c
 STORE   := src/store/lmdb.c src/store/shared.c
@@ -136,7 +136,8 @@ build/fuzz/fuzz_tokenize: tests/fuzz/fuzz_tokenize.c $(FUZZ_CONTENT)
 FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
     src/smtp/data.c src/smtp/session.c src/smtp/command.c \
     src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c src/smtp/auth.c \
-    src/smtp/auth_smtp.c src/smtp/auth_dovecot.c src/core/tpool.c
+    src/smtp/auth_smtp.c src/smtp/auth_dovecot.c src/core/tpool.c \
+    src/smtp/pregreet.c
 SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl) \
     -largon2 -lcrypt -pthread
 

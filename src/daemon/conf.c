@@ -86,6 +86,22 @@ const struct opt server_opts[] = {
 	    64LL * 1024 * 1024 * 1024, SMTP(message_memory_budget),
 	    "memory all messages of a worker may hold (message_memory each); "
 	    "new DATA/BDAT past it gets 452 4.3.1" },
+	{ "pregreet_wait", OPT_INT, "6000", 0, 60000,
+	    SMTP(pregreet_wait_ms), "ms between the 220- teaser and the "
+	    "final 220 (pre-greeting test; 0: off); a client talking "
+	    "before it is an early talker" },
+	{ "pregreet_busy", OPT_INT, "1000", 0, 1000000, SMTP(pregreet_busy),
+	    "sessions of a worker past which the wait is pregreet_busy_wait "
+	    "(0: never shortened)" },
+	{ "pregreet_busy_wait", OPT_INT, "2000", 0, 60000,
+	    SMTP(pregreet_busy_wait_ms), "ms of the wait under load" },
+	{ "pregreet_drop", OPT_BOOL, "no", 0, 0, SMTP(pregreet_drop),
+	    "an early talker gets 554 and is closed at once (no: refused at "
+	    "RCPT, postmaster@ and abuse@ exempt)" },
+	{ "pregreet_ttl", OPT_INT, "86400", 0, 31536000, SMTP(pregreet_ttl),
+	    "seconds a client that waited is greeted at once" },
+	{ "non_smtp_drop", OPT_BOOL, "yes", 0, 0, SMTP(non_smtp_drop),
+	    "an HTTP request or a header field as a command: 554 and close" },
 	{ "max_recipients", OPT_INT, "100", 1, LIMIT_RECIPIENTS_MAX,
 	    SMTP(max_recipients), "recipients per message (RFC 5321 "
 	    "4.5.3.1.8 asks at least 100); 452 past it" },

@@ -80,8 +80,19 @@ struct check_job {
 struct ip_fail {
 	char		ip[48];
 	unsigned	n;
-	time_t		last;
+	long long	last;		/* monotonic ms of the last failure */
 };
+
+/* Monotonic milliseconds: a window of a second must not be cut short or
+ * stretched by a second boundary. */
+static long long
+fail_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static struct ip_fail	ip_fails[AUTH_IP_SLOTS];
 
@@ -109,13 +120,13 @@ ip_hash(const char *ip)
 static struct ip_fail *
 ip_fail_find(const char *ip, long long window, bool create)
 {
-	time_t		 now = time(NULL);
+	long long	 now = fail_clock();
 	size_t		 h = ip_hash(ip), i;
 	struct ip_fail	*e, *take = NULL;
 
 	for (i = 0; i < AUTH_IP_PROBE; i++) {
 		e = &ip_fails[(h + i) % AUTH_IP_SLOTS];
-		if (e->ip[0] != '\0' && now - e->last > window)
+		if (e->ip[0] != '\0' && now - e->last > window * 1000)
 			e->n = 0;	/* expired */
 		if (strcmp(e->ip, ip) == 0)
 			return e;
@@ -549,7 +560,7 @@ check_failed(struct session *s)
 
 	e = ip_fail_find(s->ip, ac->failure_window, true);
 	e->n++;
-	e->last = time(NULL);
+	e->last = fail_clock();
 	n = ++s->auth_failures > e->n ? s->auth_failures : e->n;
 	delay = fail_delay(ac, n);
 	snprintf(extra, sizeof(extra), " failures=%u ip_failures=%u "

@@ -19,6 +19,7 @@
 #include <event2/bufferevent.h>
 
 #include "../core/log.h"
+#include "pregreet.h"
 #include "session_int.h"
 
 bool	session_shutting_down;
@@ -86,12 +87,95 @@ static const struct {
 	    "AUTH only after EHLO and outside a mail transaction" },
 };
 
-void
-command_greet(struct session *s)
+/*
+ * The pre-greeting test, postscreen's without the reconnect: a "220-"
+ * teaser, then a wait (a timer: no worker time) before the final "220 ".
+ * An SMTP client waits for the final line (RFC 5321 §4.2.1); a bot that
+ * talks first is an early talker: dropped at once (pregreet_drop) or
+ * refused at RCPT (delay-deny; postmaster@ and abuse@ exempt). A client
+ * that waited is remembered for pregreet_ttl and greeted at once next
+ * time; past pregreet_busy sessions the wait is the shorter
+ * pregreet_busy_wait_ms.
+ */
+static void
+pregreet_done(struct session *s)
 {
+	if (s->state != ST_PREGREET)
+		return;
+	if (s->pregreet != 3) {
+		s->pregreet = 1;
+		pregreet_remember(s->ip, time(NULL), s->conf->pregreet_ttl);
+	}
+	log_msg(LVL_INFO, s->id, "event=pregreet result=%s", s->pregreet == 3 ?
+	    "talked" : "waited");
 	session_set_state(s, ST_GREET);
 	reply(s, 220, NULL, "%s ESMTP %s", s->conf->hostname,
 	    s->conf->banner);
+	session_kick(s);		/* buffered input, the flush; may free s */
+}
+
+void
+command_pregreet_talk(struct session *s)
+{
+	if (s->pregreet == 3)
+		return;
+	s->pregreet = 3;
+	log_msg(LVL_INFO, s->id, "event=early_talker ip=%s", s->ip);
+	if (s->conf->pregreet_drop) {
+		session_timer(s, 0, NULL);
+		reply(s, 554, "5.5.1", "%s Protocol error: talking before the "
+		    "greeting; closing", s->conf->hostname);
+		session_quit(s);
+	}
+}
+
+void
+command_greet(struct session *s)
+{
+	long long wait = s->conf->pregreet_wait_ms;
+
+	if (wait > 0 && !s->stdio && !s->trusted && !s->client_allowed &&
+	    !pregreet_remembered(s->ip, time(NULL))) {
+		if (s->conf->pregreet_busy > 0 &&
+		    session_count() > (size_t)s->conf->pregreet_busy)
+			wait = s->conf->pregreet_busy_wait_ms;
+		session_set_state(s, ST_PREGREET);
+		evbuffer_add_printf(bufferevent_get_output(s->bev),
+		    "220-%s ESMTP %s\r\n", s->conf->hostname, s->conf->banner);
+		session_timer_ms(s, wait, pregreet_done);
+		return;
+	}
+	if (wait > 0)
+		s->pregreet = 2;
+	session_set_state(s, ST_GREET);
+	reply(s, 220, NULL, "%s ESMTP %s", s->conf->hostname,
+	    s->conf->banner);
+}
+
+/* A line no SMTP client sends as a command: an HTTP request, or a header
+ * field (a proxy or a bot speaking the wrong protocol, or a message sent
+ * without DATA). postscreen's "non-SMTP command" test. */
+static bool
+non_smtp(const char *line, size_t len)
+{
+	static const char *const http[] = { "GET ", "POST ", "HEAD ", "PUT ",
+	    "CONNECT ", "OPTIONS " };
+	size_t i;
+
+	for (i = 0; i < sizeof(http) / sizeof(http[0]); i++)
+		if (len >= strlen(http[i]) && strncmp(line, http[i],
+		    strlen(http[i])) == 0)
+			return true;
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c == ':')
+			return i > 0;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return false;
+	}
+	return false;
 }
 
 /*
@@ -147,6 +231,13 @@ command_line(struct session *s, char *line, size_t len)
 		if (commands[i].verb == cmd.verb)
 			break;
 	if (i == sizeof(commands) / sizeof(commands[0])) {
+		if (s->conf->non_smtp_drop && non_smtp(line, len)) {
+			log_msg(LVL_INFO, s->id, "event=non_smtp_command");
+			reply(s, 554, "5.5.1", "%s Not an SMTP command; closing",
+			    s->conf->hostname);
+			session_quit(s);
+			return;
+		}
 		reply_error(s, 500, "5.5.2", "Command unrecognized");
 		return;
 	}
@@ -518,6 +609,15 @@ cmd_rcpt(struct session *s, struct command *c)
 		    "of another policy: send it in a new transaction");
 		reply(s, 452, "4.5.3", "Recipient of another policy: send it "
 		    "in a new transaction");
+		return;
+	}
+	/* An early talker (pre-greeting test) is refused here, delay-deny
+	 * style, unless the recipient is exempt. */
+	if (!r->exempt && s->pregreet == 3) {
+		r->verdict = verdict_make(V_DENY, 554, "5.5.1", "Protocol "
+		    "error: talking before the greeting");
+		r->verdict.by = "pregreet";
+		rcpt_refuse(s, r);
 		return;
 	}
 	/* Delay-deny: earlier rejections apply now, except to exempt. */

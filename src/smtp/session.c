@@ -45,7 +45,8 @@ const char *const stage_names[STAGE_COUNT] = {
 };
 
 const char *const state_names[ST_COUNT] = {
-	"connect", "greet", "helo", "mail", "rcpt", "data", "bdat",
+	"connect", "pregreet", "greet", "helo", "mail", "rcpt", "data",
+	"bdat",
 	"bdat_skip", "bdat_next", "bdat_failed", "auth", "wait", "tls", "quit"
 };
 
@@ -54,6 +55,7 @@ static size_t		 nsessions;
 static uint32_t		 id_counter;
 
 static void	session_process(struct session *);
+static void	session_continue(struct session *);
 static void	session_maybe_free(struct session *);
 static void	session_free(struct session *);
 static void	session_finish_input(struct session *);
@@ -194,8 +196,8 @@ state_reads_data(enum state st)
 static bool
 state_reads(enum state st)
 {
-	return st != ST_CONNECT && st != ST_WAIT && st != ST_TLS &&
-	    st != ST_QUIT;
+	return st != ST_CONNECT && st != ST_PREGREET && st != ST_WAIT &&
+	    st != ST_TLS && st != ST_QUIT;
 }
 
 int
@@ -494,6 +496,12 @@ session_stage(struct session *s, enum stage st)
 	session_wait(s, st);
 	s->pl_index = 0;
 	s->ops->stage(s, st);
+}
+
+void
+session_kick(struct session *s)
+{
+	session_continue(s);
 }
 
 /* After an async step: go on with buffered input (unless we are already
@@ -845,6 +853,12 @@ read_cb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (s->state == ST_PREGREET) {
+		/* Talking before the greeting: input stays buffered. */
+		command_pregreet_talk(s);
+		session_maybe_free(s);
+		return;
+	}
 	session_process(s);
 	session_maybe_free(s);
 }

@@ -45,6 +45,7 @@ struct session;
  */
 enum state {
 	ST_CONNECT,	/* nothing said yet */
+	ST_PREGREET,	/* "220-" said, waiting: input now is early talk */
 	ST_GREET,	/* greeted, waiting for HELO/EHLO */
 	ST_HELO,	/* ready for MAIL */
 	ST_MAIL,	/* MAIL accepted, no recipient yet */
@@ -177,6 +178,16 @@ struct session_ops {
 struct smtp_conf {
 	char		*hostname;
 	long long	 max_message_size;
+	/* Pre-greeting test (pregreet_*): the wait before the final 220
+	 * (0: off), the shorter one past pregreet_busy sessions, what an
+	 * early talker gets (drop: 554 at once; else refused at RCPT), and
+	 * how long a client that waited is remembered. */
+	long long	 pregreet_wait_ms;
+	long long	 pregreet_busy_wait_ms;
+	long long	 pregreet_busy;
+	bool		 pregreet_drop;
+	long long	 pregreet_ttl;
+	bool		 non_smtp_drop;		/* HTTP/header lines: 554 */
 	long long	 message_memory;	/* kept in RAM, then spilled */
 	long long	 message_memory_budget;	/* per worker */
 	const char	*spool_dir;		/* where spills go */
@@ -245,6 +256,9 @@ struct session {
 	/* Allow-listed by a connection check (a DNSWL): the other
 	 * connection-level checks (fcrdns, helo, rhsbl) skip it. */
 	bool			 client_allowed;
+	/* The pre-greeting test: 0 not run, 1 waited (passed), 2 was
+	 * remembered, 3 talked early. */
+	unsigned char		 pregreet;
 	/* Filters this session skips (bits by registry slot): set by an
 	 * allow rule for the client (filter_skip). Never relay control,
 	 * which is the core's. */

@@ -38,6 +38,10 @@ void	txn_release_message(struct txn *);
 /* A refused BDAT chunk has been read: gives its reply. */
 void	command_chunk_skipped(struct session *);
 void	command_greet(struct session *);
+/* Input came while the pre-greeting wait runs. */
+void	command_pregreet_talk(struct session *);
+/* Goes on with buffered input after a protocol timer (the greeting). */
+void	session_kick(struct session *);
 
 /* auth_smtp.c: the AUTH command and its SASL exchange. */
 /* True when EHLO offers AUTH to this client (a backend, and TLS or the

@@ -62,6 +62,8 @@ class Moat:
             "log": self.log_path, "log_level": "info",
             "json_log": self.json_path,
             "drain_timeout": "3",
+            # The pre-greeting wait is off but in its own tests.
+            "pregreet_wait": "0",
         }
         srv.update(server or {})
         secs = {
