@@ -1030,10 +1030,13 @@ session_new(struct event_base *base, struct bufferevent *bev,
 void
 session_drain(struct session *s)
 {
-	/* Idle between transactions: say goodbye now. Otherwise the
-	 * transaction finishes and the next command is refused. */
-	if (state_reads(s->state) && s->txn == NULL &&
-	    !state_reads_data(s->state)) {
+	/* Idle between transactions, or still in the pre-greeting wait:
+	 * say goodbye now. Otherwise the transaction finishes and the next
+	 * command is refused. */
+	if (s->state == ST_PREGREET || (state_reads(s->state) &&
+	    s->txn == NULL && !state_reads_data(s->state))) {
+		if (s->state == ST_PREGREET)
+			session_timer(s, 0, NULL);
 		reply(s, 421, "4.3.2", "%s Service shutting down",
 		    s->conf->hostname);
 		session_quit(s);

@@ -29,8 +29,12 @@ def wait_port(port, timeout=10.0):
     while time.time() < end:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-                if not s.recv(512).startswith(b"220"):
+                first = s.recv(512)
+                if not first.startswith(b"220"):
                     raise OSError("no greeting")
+                if first.startswith(b"220-"):
+                    return      # the pre-greeting wait: it lives
+
                 s.sendall(b"QUIT\r\n")
                 while s.recv(512):
                     pass

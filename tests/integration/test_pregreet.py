@@ -78,3 +78,15 @@ def test_non_smtp_commands_end_the_session(make_moat):
     assert c.reply()[0] == 220
     assert c.cmd("FOO bar")[0] == 500
     assert c.text("NOOP") == "250 2.0.0 OK"
+
+
+def test_drain_ends_the_wait(make_moat):
+    """SIGTERM: a client still in the wait is told 421 at once, not kept
+    until drain_timeout."""
+    m = make_moat(server={"pregreet_wait": "60000", "drain_timeout": "30"})
+    c = Client(m.port)
+    assert first_line(c).startswith("220-")
+    m.proc.send_signal(15)
+    code, lines = c.reply()
+    assert code == 421 and "shutting down" in lines[-1], lines
+    assert m.proc.wait(20) == 0
