@@ -5,7 +5,8 @@
  * read (clamd refuses mid-stream at its StreamMaxLength and closes).
  *
  * - "stream: NAME FOUND": action reject is 554 5.7.1 with the name
- *   (text); action tag adds CLAM_VIRUS (virus_score) and an X-Virus
+ *   (text), the message kept in the quarantine with quarantine = yes
+ *   (and [quarantine] virus = yes); action tag adds CLAM_VIRUS (virus_score) and an X-Virus
  *   header, and delivers.
  * - "stream: OK": CLAM_CLEAN evidence.
  * - clamd down, slow, an error, its size limit: the fail mode (defer:
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "../core/log.h"
+#include "../deliver/quarantine.h"
 #include "clamav.h"
 #include "policy.h"
 #include "scan.h"
@@ -32,6 +34,7 @@ struct clamav_conf {
 	double		 virus_score;
 	char		*text;
 	char		*header;
+	bool		 quarantine;
 };
 
 #define CC(f)	offsetof(struct clamav_conf, f)
@@ -53,6 +56,9 @@ static const struct opt clamav_opts[] = {
 	    "reply text; %s is the virus name" },
 	{ "header", OPT_STR, "X-Virus", 0, 0, CC(header),
 	    "header naming the virus when action is tag" },
+	{ "quarantine", OPT_BOOL, "no", 0, 0, CC(quarantine),
+	    "keep refused viruses in the quarantine (also needs "
+	    "[quarantine] virus = yes; released only with --force)" },
 	OPT_END
 };
 
@@ -147,6 +153,14 @@ clamav_found(struct filter_call *c, const struct clamav_conf *conf,
 	}
 	filter_reply_format(t->verdict_text, sizeof(t->verdict_text),
 	    conf->text, sc->clam.name, "");
+	if (conf->quarantine) {
+		char reason[CLAMD_NAME_MAX + 8];
+
+		snprintf(reason, sizeof(reason), "virus:%s", sc->clam.name);
+		/* PENDING while the copy is made durable (.cancel). */
+		return quarantine_keep(c, reason, verdict_make(V_DENY, 554,
+		    "5.7.1", t->verdict_text));
+	}
 	return verdict_make(V_DENY, 554, "5.7.1", t->verdict_text);
 }
 
@@ -192,6 +206,7 @@ const struct filter filter_clamav = {
 	.hook = {
 		[STAGE_DATA_POST] = clamav_data_post,
 	},
+	.cancel = quarantine_cancel,
 	.data_free = scan_free,
 	.fail = FAIL_DEFER,
 };

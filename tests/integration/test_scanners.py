@@ -214,3 +214,12 @@ def test_max_size_and_stream_limit(make_moat, clamd, spamd):
     code, _ = send_one(m.port, msg=message(subject="after"))
     assert code == 250
     assert "event=svc_down" not in m.log()
+
+
+def test_virus_quarantined(make_moat, clamd, spamd):
+    m = start(make_moat, clamd.sock, f"127.0.0.1:{spamd.port}",
+              clamav={"quarantine": "yes"}, quarantine={"virus": "yes"})
+    code, text = send_one(m.port, msg=attached(EICAR))
+    assert code == 554 and "Moat.Test.EICAR" in text
+    e = event_for(m, "attached", 1)
+    assert e.get("quarantine"), e
