@@ -369,6 +369,12 @@ txnlog_transaction(struct session *s)
 	    buf_printf(&b, ",\"tls\":%s", s->tls ? "true" : "false") == -1 ||
 	    (s->tls && json_str(&b, "tls_info", s->tls_info,
 	    strnlen(s->tls_info, sizeof(s->tls_info))) == -1) ||
+	    (s->authenticated && json_str(&b, "auth_user", s->auth_user,
+	    strnlen(s->auth_user, sizeof(s->auth_user))) == -1) ||
+	    (s->rdns[0] != '\0' && (json_str(&b, "rdns", s->rdns,
+	    strnlen(s->rdns, sizeof(s->rdns))) == -1 || buf_printf(&b,
+	    ",\"rdns_verified\":%s", s->rdns_verified ? "true" : "false") ==
+	    -1)) ||
 	    json_from(&b, t) == -1 ||
 	    buf_adds(&b, ",\"rcpts\":[") == -1)
 		goto short_line;

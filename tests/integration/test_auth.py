@@ -244,6 +244,10 @@ def test_submission_port(moat):
     log = moat.log()
     assert "listener=submission" in log
     assert "event=skip" in log          # submission_skip applied
+    # The authenticated user is evidence in the transaction's line.
+    line = [e for e in moat.events(want=2) if e["event"] == "transaction"
+            and e["result"].startswith("250")][-1]
+    assert line["auth_user"] == "alice"
 
 
 def test_smtps_implicit_tls(moat):

@@ -230,3 +230,4 @@ def test_fcrdns(make_moat, dns):
     line = [e for e in m.events() if e["event"] == "transaction"][-1]
     conf = [x for x in line["evidence"] if x["name"] == "RDNS_CONFIRMED"]
     assert conf and conf[0]["detail"] == "mail.client.test", line
+    assert line["rdns"] == "mail.client.test" and line["rdns_verified"]
