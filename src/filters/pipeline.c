@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../core/log.h"
+#include "../core/svc.h"
 #include "policy.h"
 
 struct pipeline	*pipeline_active;
@@ -514,6 +515,8 @@ pipeline_dns_start(struct session *s)
 void
 pipeline_worker_fini(void)
 {
+	/* Service requests in flight close before the event base goes. */
+	svc_fini_all();
 	if (dns_started)
 		dns_fini();
 	dns_started = false;
