@@ -179,9 +179,9 @@ struct smtp_conf {
 	char		*hostname;
 	long long	 max_message_size;
 	/* Pre-greeting test (pregreet_*): the wait before the final 220
-	 * (0: off), the shorter one past pregreet_busy sessions, what an
-	 * early talker is answered with (drop: 554 at once; else refused at RCPT), and
-	 * how long a client that waited is remembered. */
+	 * (0: off), the shorter one past pregreet_busy sessions, what is
+	 * done with an early talker (drop: 554 at once; else refused at
+	 * RCPT), and how long a client that waited is remembered. */
 	long long	 pregreet_wait_ms;
 	long long	 pregreet_busy_wait_ms;
 	long long	 pregreet_busy;
