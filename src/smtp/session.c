@@ -66,8 +66,12 @@ static void	session_start(struct session *);
 static uint64_t
 session_new_id(void)
 {
+	static pid_t pid;	/* sessions live in workers, made after fork */
+
+	if (pid == 0)
+		pid = getpid();
 	return ((uint64_t)time(NULL) << 32) |
-	    ((uint64_t)(getpid() & 0xffff) << 16) | (++id_counter & 0xffff);
+	    ((uint64_t)(pid & 0xffff) << 16) | (++id_counter & 0xffff);
 }
 
 struct session *
