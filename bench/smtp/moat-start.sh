@@ -2,6 +2,7 @@
 # Starts moatd for the shared bench harness: the same checks as the peers
 # (bad senders, valid recipients for the relay domain, no open relay, hang
 # up after BENCH_MAX_UNRECOGNIZED errors), forwarding to the harness sink.
+# No pre-greeting test (pregreet_wait = 0): the peers greet at once.
 #
 # MOAT_BENCH_FILTERS replaces the [pipeline] filters and MOAT_BENCH_EXTRA
 # names a file of further sections appended to the config (moat-dns-start.sh
@@ -26,6 +27,7 @@ json_log = $json
 max_errors = ${BENCH_MAX_UNRECOGNIZED:-4}
 max_connections = ${BENCH_MAX_CONN:-6000}
 max_per_ip = ${BENCH_MAX_CONN:-6000}
+pregreet_wait = 0
 
 [pipeline]
 filters = ${MOAT_BENCH_FILTERS:-relay badmailfrom recipients}
