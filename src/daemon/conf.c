@@ -100,6 +100,11 @@ const struct opt server_opts[] = {
 	    "RCPT, postmaster@ and abuse@ exempt)" },
 	{ "pregreet_ttl", OPT_INT, "86400", 0, 31536000, SMTP(pregreet_ttl),
 	    "seconds a client that waited is greeted at once" },
+	{ "score_pipelining", OPT_FLOAT, "2", -100, 100,
+	    SMTP(score_pipelining), "PROTO_PIPELINING: a command sent before "
+	    "the previous reply without PIPELINING offered (RFC 2920)" },
+	{ "score_bare_lf", OPT_FLOAT, "2", -100, 100, SMTP(score_bare_lf),
+	    "PROTO_BARE_LF: a bare LF in a command line (refused with 500)" },
 	{ "non_smtp_drop", OPT_BOOL, "yes", 0, 0, SMTP(non_smtp_drop),
 	    "an HTTP request or a header field as a command: 554 and close" },
 	{ "max_recipients", OPT_INT, "100", 1, LIMIT_RECIPIENTS_MAX,

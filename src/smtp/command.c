@@ -416,6 +416,13 @@ cmd_mail(struct session *s, struct command *c)
 	else {
 		t->active = true;
 		t->seq = ++s->ntxn;
+		/* The session's protocol findings weigh in every message. */
+		if (s->proto & PROTO_PIPELINING)
+			session_symbol(s, "PROTO_PIPELINING",
+			    s->conf->score_pipelining);
+		if (s->proto & PROTO_BARE_LF)
+			session_symbol(s, "PROTO_BARE_LF",
+			    s->conf->score_bare_lf);
 		clock_gettime(CLOCK_REALTIME, &t->t_mail);
 		t->delayed = VERDICT(V_CONTINUE);
 		session_stage(s, STAGE_MAIL);

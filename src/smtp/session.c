@@ -672,6 +672,7 @@ session_read_line(struct session *s, struct evbuffer *in)
 	static char		 line[LIMIT_COMMAND_LINE_MAX + 1];
 	struct evbuffer_ptr	 eol;
 	size_t			 eol_len, avail = evbuffer_get_length(in);
+	bool			 offered;
 	size_t			 max = line_max(s, in);
 	bool			 auth = max == AUTH_LINE_MAX &&
 				     max != (size_t)s->conf->max_command_line;
@@ -704,8 +705,27 @@ session_read_line(struct session *s, struct evbuffer *in)
 	evbuffer_remove(in, line, (size_t)eol.pos + eol_len);
 	deadline_line(s, 0);		/* the next line has its own */
 	line[eol.pos] = '\0';
+	/* Protocol findings (postscreen's "deep" tests, inline): a bare LF
+	 * inside a command line, and a command sent before the reply to
+	 * the previous one without PIPELINING offered (RFC 2920 §3.1). */
+	if (memchr(line, '\n', (size_t)eol.pos) != NULL)
+		session_proto_finding(s, PROTO_BARE_LF);
+	offered = s->esmtp && s->conf->pipelining;
 	command_line(s, line, (size_t)eol.pos);
+	if (!offered && state_reads(s->state) && !state_reads_data(s->state) &&
+	    s->state != ST_AUTH && evbuffer_get_length(in) > 0)
+		session_proto_finding(s, PROTO_PIPELINING);
 	return true;
+}
+
+void
+session_proto_finding(struct session *s, unsigned f)
+{
+	if (s->proto & f)
+		return;
+	s->proto |= f;
+	log_msg(LVL_INFO, s->id, "event=protocol finding=%s", f ==
+	    PROTO_BARE_LF ? "bare_lf" : "unannounced_pipelining");
 }
 
 /* Works through buffered input until it runs out, the state takes no

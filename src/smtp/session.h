@@ -62,6 +62,10 @@ enum state {
 	ST_COUNT
 };
 
+/* Protocol findings of a session (session.proto). */
+#define PROTO_PIPELINING	0x01	/* pipelined without PIPELINING */
+#define PROTO_BARE_LF		0x02	/* a bare LF in a command line */
+
 /* Names one async step of one session: a hook call or a queue step. */
 struct step_token {
 	uint64_t	sid;
@@ -188,6 +192,8 @@ struct smtp_conf {
 	bool		 pregreet_drop;
 	long long	 pregreet_ttl;
 	bool		 non_smtp_drop;		/* HTTP/header lines: 554 */
+	double		 score_pipelining;	/* PROTO_PIPELINING */
+	double		 score_bare_lf;		/* PROTO_BARE_LF */
 	long long	 message_memory;	/* kept in RAM, then spilled */
 	long long	 message_memory_budget;	/* per worker */
 	const char	*spool_dir;		/* where spills go */
@@ -259,6 +265,8 @@ struct session {
 	/* The pre-greeting test: 0 not run, 1 waited (passed), 2 was
 	 * remembered, 3 talked early. */
 	unsigned char		 pregreet;
+	/* Protocol findings (PROTO_*), scored in each transaction. */
+	unsigned char		 proto;
 	/* Filters this session skips (bits by registry slot): set by an
 	 * allow rule for the client (filter_skip). Never relay control,
 	 * which is the core's. */

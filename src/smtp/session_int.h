@@ -40,6 +40,8 @@ void	command_chunk_skipped(struct session *);
 void	command_greet(struct session *);
 /* Input came while the pre-greeting wait runs. */
 void	command_pregreet_talk(struct session *);
+/* Records a protocol finding (PROTO_*) once per session. */
+void	session_proto_finding(struct session *, unsigned);
 /* Goes on with buffered input after a protocol timer (the greeting). */
 void	session_kick(struct session *);
 

@@ -90,3 +90,40 @@ def test_drain_ends_the_wait(make_moat):
     code, lines = c.reply()
     assert code == 421 and "shutting down" in lines[-1], lines
     assert m.proc.wait(20) == 0
+
+
+def deliver(c):
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(dot_stuff(message().encode()) + b".\r\n")
+    assert c.reply()[0] == 250
+
+
+def test_protocol_findings_are_scored(make_moat):
+    """postscreen's "deep" tests, inline: a command sent before the last
+    reply without PIPELINING offered, and a bare LF in a command line,
+    become symbols of every transaction of the session."""
+    m = make_moat()
+    # HELO: PIPELINING is never offered; two commands at once.
+    c = Client(m.port)
+    assert c.reply()[0] == 220
+    c.send("HELO client.example.org\r\nNOOP\r\n")
+    assert c.reply()[0] == 250 and c.reply()[0] == 250
+    c.send(b"NOOP\nNOOP\r\n")                # bare LF: refused
+    assert c.reply()[0] == 500
+    deliver(c)
+    c.cmd("QUIT", 221)
+    # EHLO offers PIPELINING: pipelining then is no finding.
+    c = Client(m.port)
+    assert c.reply()[0] == 220
+    c.cmd("EHLO client.example.org", 250)
+    c.send("NOOP\r\nNOOP\r\n")
+    assert c.reply()[0] == 250 and c.reply()[0] == 250
+    deliver(c)
+    c.cmd("QUIT", 221)
+    lines = [e for e in m.events(want=2) if e["event"] == "transaction"]
+    assert lines[0]["symbols"] == {"PROTO_PIPELINING": 2.0,
+                                   "PROTO_BARE_LF": 2.0}, lines[0]
+    assert "PROTO_PIPELINING" not in lines[1]["symbols"], lines[1]
+    assert "finding=unannounced_pipelining" in m.log()
