@@ -13,7 +13,9 @@
  *   RBLSMTPD="-text"     every recipient refused with text (554);
  *   RBLSMTPD="text"      every recipient deferred with text (451);
  *   MOAT_SKIP="a b"      the named filters are skipped for the session;
- *   MOAT_SCORE=n         the symbol ACCESS scores n in each transaction.
+ *   MOAT_SCORE=n         the symbol ACCESS scores n in each transaction;
+ *   MOAT_POLICY=name     the filters use the [domain name] section's knobs
+ *                        for this client (filter_client_policy).
  *
  * Every decision names its rule, "file:line" (a cdb: "file:[key]"), in
  * the log line (event=access), the evidence and a refusal's text.
@@ -461,7 +463,8 @@ apply_allow(struct filter_call *c, const struct access_rule *r)
 	struct session *s = c->s;
 
 	if (observing(c)) {
-		if (r->relay || r->rbl == RBL_SKIP || r->skip != NULL)
+		if (r->relay || r->rbl == RBL_SKIP || r->skip != NULL ||
+		    r->policy != NULL)
 			log_msg(LVL_INFO, s->id, "event=access_observe "
 			    "would=\"trust or skip\" applied=no");
 		return;
@@ -473,6 +476,10 @@ apply_allow(struct filter_call *c, const struct access_rule *r)
 	if (r->skip != NULL && filter_skip(s, r->skip, false) == -1)
 		log_msg(LVL_WARN, s->id, "event=access_skip_failed skip=\"%s\"",
 		    r->skip);
+	if (r->policy != NULL && filter_client_policy(s, r->policy) == -1)
+		log_msg(LVL_WARN, s->id, "event=access_policy_unknown "
+		    "policy=\"%s\" why=\"no [domain %s] section\"", r->policy,
+		    r->policy);
 }
 
 /*

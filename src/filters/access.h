@@ -69,6 +69,7 @@ struct access_rule {
 	enum access_rbl	 rbl;
 	const char	*rbl_text;	/* without its '-' */
 	const char	*skip;		/* MOAT_SKIP, NULL when unset */
+	const char	*policy;	/* MOAT_POLICY, NULL when unset */
 	bool		 has_score;
 	double		 score;		/* MOAT_SCORE */
 };

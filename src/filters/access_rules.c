@@ -344,6 +344,15 @@ value_read(struct access_rule *rule, char *err, size_t errlen)
 					*eq = '=';
 					return -1;
 				}
+			} else if (strcmp(p + 1, "MOAT_POLICY") == 0) {
+				rule->policy = eq + 1;
+				if (eq[1] == '\0' || !text_ok(rule->policy) ||
+				    strchr(rule->policy, ' ') != NULL) {
+					snprintf(err, errlen, "MOAT_POLICY: not "
+					    "a [domain] section's name");
+					*eq = '=';
+					return -1;
+				}
 			} else if (strcmp(p + 1, "MOAT_SCORE") == 0) {
 				rule->score = strtod(eq + 1, &e);
 				if (e == eq + 1 || *e != '\0' ||

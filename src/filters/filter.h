@@ -103,6 +103,11 @@ struct verdict filter_wait(struct filter_call *, long long deadline_ms);
  * control, which is the core's. -1 (nothing set) for an unknown name.
  */
 int	 filter_skip(struct session *, const char *names, bool txn_only);
+/* A client rule sets the policy (a [domain name] section) whose knobs
+ * every filter uses for this session, in place of the recipient's;
+ * delivery and the one-policy-per-transaction rule still follow the
+ * recipient's domain. -1 when there is no such section. */
+int	 filter_client_policy(struct session *, const char *name);
 /* True when f is skipped for this session or transaction. */
 bool	 filter_skipped(const struct session *, const struct filter *);
 /* A reply text from a configured template: its first %s is a, the

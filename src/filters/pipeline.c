@@ -64,6 +64,8 @@ pipeline_is_local(const struct policy *p, const char *domain)
 static const struct policy *
 stage_policy(struct session *s, enum stage st)
 {
+	if (s->client_policy != NULL)
+		return s->client_policy;
 	if (st == STAGE_RCPT && s->txn->cur != NULL)
 		return s->txn->cur->policy;
 	if ((st == STAGE_DATA || st == STAGE_DATA_POST) &&
@@ -191,6 +193,22 @@ filter_reply_format(char *out, size_t n, const char *tmpl, const char *a,
 			out[o++] = *tmpl;
 	}
 	out[o] = '\0';
+}
+
+int
+filter_client_policy(struct session *s, const char *name)
+{
+	struct pipeline	*pl = pipeline_active;
+	size_t		 i;
+
+	for (i = 0; i < pl->ndomains; i++)
+		if (strcasecmp(pl->domains[i]->domain, name) == 0) {
+			s->client_policy = pl->domains[i];
+			log_msg(LVL_DEBUG, s->id, "event=client_policy "
+			    "policy=%s", name);
+			return 0;
+		}
+	return -1;
 }
 
 bool

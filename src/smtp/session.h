@@ -271,6 +271,9 @@ struct session {
 	 * allow rule for the client (filter_skip). Never relay control,
 	 * which is the core's. */
 	uint64_t		 skip;
+	/* Set by a client rule (filter_client_policy): the policy whose
+	 * knobs the filters use for this session. */
+	const struct policy	*client_policy;
 	bool			 stdio;
 	unsigned		 errors;
 	unsigned		 messages;

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from dnsserver import Unbound
+import moatlib
 from moatlib import Client
 
 RULES = """# tcp.smtp
@@ -325,3 +326,28 @@ def test_broken_file_refused_at_start(make_moat):
                          capture_output=True, text=True, timeout=10)
     assert out.returncode != 0
     assert "tcp.smtp:2:" in out.stdout + out.stderr, out
+
+
+def test_moat_policy_sets_the_client_policy(make_moat):
+    """MOAT_POLICY names a [domain] section whose knobs every filter uses
+    for that client's session: here its HELO deny list, which the default
+    policy does not have."""
+    rules = '127.0.0.3:allow,MOAT_POLICY="strict.test"\n:allow\n'
+    m = moat_with(make_moat, "tcp.smtp",
+                  filters="relay access lists recipients",
+                  files={"tcp.smtp": rules, "badhelo": "client.test\n"},
+                  extra="\n[domain strict.test]\nlists.helo_deny = badhelo\n")
+    c = connect(m.port, "127.0.0.3")
+    code, text = rcpt(c, "alice@example.test")
+    assert code == 550 and "Helo command rejected" in text, text
+    c = connect(m.port, "127.0.0.1")
+    assert rcpt(c, "alice@example.test")[0] == 250
+
+
+def test_moat_policy_must_name_something(make_moat):
+    rules = '127.0.0.3:allow,MOAT_POLICY=""\n'
+    m = moat_with(make_moat, "tcp.smtp", files={"tcp.smtp": rules},
+                  start=False)
+    out = subprocess.run([moatlib.MOATD, "-t", "-c", m.conf],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "MOAT_POLICY" in out.stderr, out.stderr
