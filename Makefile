@@ -17,6 +17,7 @@ LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
+           src/core/window.c \
            src/core/tpool.c src/core/dns.c src/core/memtrim.c src/core/svc.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \

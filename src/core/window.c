@@ -1,0 +1,237 @@
+/*
+ * window.c: GCRA rate windows in a table shared by the workers (see
+ * window.h for why GCRA and where the table lives).
+ *
+ * A cell is two words: the key's 64-bit hash (0: never used) and its TAT
+ * in microseconds. With E = period / N (the emission interval) and
+ * tolerance T = N * E, an event of cost k at time t is allowed when
+ * max(TAT, t) + k*E - t <= T, and then TAT becomes max(TAT, t) + k*E.
+ * Both words change only by atomic operations, so the table works the
+ * same in one process and in a MAP_SHARED mapping across many.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "window.h"
+
+struct cell {
+	uint64_t	key;
+	uint64_t	tat;	/* us on window_now_ms()'s clock */
+};
+
+struct window_table {
+	struct cell	*cells;
+	size_t		 mask;
+	size_t		 bytes;
+	bool		 mapped;
+};
+
+/* "1h" -> ms; *end past the unit. 0 for an unknown unit. */
+static uint64_t
+unit_ms(const char *u)
+{
+	if (strcmp(u, "ms") == 0)
+		return 1;
+	if (strcmp(u, "s") == 0 || strcmp(u, "sec") == 0)
+		return 1000;
+	if (strcmp(u, "m") == 0 || strcmp(u, "min") == 0)
+		return 60 * 1000;
+	if (strcmp(u, "h") == 0)
+		return 3600 * 1000;
+	if (strcmp(u, "d") == 0)
+		return 86400 * 1000;
+	return 0;
+}
+
+int
+window_limit_parse(const char *s, struct window_limit *l, char *err,
+    size_t errlen)
+{
+	unsigned long long	 n, k = 1;
+	const char		*p = s, *slash;
+	char			*end;
+	uint64_t		 u;
+
+	memset(l, 0, sizeof(*l));
+	if (s[0] == '\0' || strcmp(s, "0") == 0)
+		return 0;
+	if (s[0] < '0' || s[0] > '9' || (slash = strchr(s, '/')) == NULL)
+		goto bad;
+	n = strtoull(s, &end, 10);
+	if (end != slash || n == 0 || n > WINDOW_MAX_COUNT)
+		goto bad;
+	p = slash + 1;
+	if (*p >= '0' && *p <= '9') {
+		k = strtoull(p, &end, 10);
+		if (k == 0 || k > (unsigned long long)WINDOW_MAX_PERIOD_MS)
+			goto bad;
+		p = end;
+	}
+	if ((u = unit_ms(p)) == 0 || k * u > (uint64_t)WINDOW_MAX_PERIOD_MS)
+		goto bad;
+	l->count = n;
+	l->period_ms = k * u;
+	return 0;
+bad:
+	snprintf(err, errlen, "'%s' is not N/period (period: a number and "
+	    "ms, s, m, h or d; N at most %d, the period at most 366d)", s,
+	    WINDOW_MAX_COUNT);
+	return -1;
+}
+
+struct window_table *
+window_table_new(size_t cells, bool shared)
+{
+	struct window_table	*t;
+	size_t			 n = 16;
+
+	while (n < cells && n < ((size_t)1 << 26))
+		n <<= 1;
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return NULL;
+	t->mask = n - 1;
+	t->bytes = n * sizeof(struct cell);
+	t->mapped = shared;
+	if (shared) {
+		t->cells = mmap(NULL, t->bytes, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (t->cells == MAP_FAILED)
+			t->cells = NULL;
+	} else
+		t->cells = calloc(n, sizeof(struct cell));
+	if (t->cells == NULL) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+window_table_free(struct window_table *t)
+{
+	if (t == NULL)
+		return;
+	if (t->mapped)
+		munmap(t->cells, t->bytes);
+	else
+		free(t->cells);
+	free(t);
+}
+
+uint64_t
+window_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* FNV-1a over the limit and the key, finished by a 64-bit mix. */
+static uint64_t
+hash_key(const struct window_limit *l, const void *key, size_t n)
+{
+	const unsigned char	*p = key;
+	uint64_t		 h = 0xcbf29ce484222325ULL, w[2];
+	size_t			 i;
+
+	w[0] = l->count;
+	w[1] = l->period_ms;
+	for (i = 0; i < sizeof(w); i++)
+		h = (h ^ ((const unsigned char *)w)[i]) * 0x100000001b3ULL;
+	for (i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ULL;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	return h != 0 ? h : 1;
+}
+
+/*
+ * The key's cell: the one holding it, else a free one (never used, or
+ * no debt left) claimed for it. NULL when the probe finds neither.
+ */
+static struct cell *
+cell_find(struct window_table *t, uint64_t h, uint64_t now_us, bool claim)
+{
+	struct cell	*c, *spare = NULL;
+	uint64_t	 k;
+	size_t		 i;
+
+	for (i = 0; i < WINDOW_PROBE; i++) {
+		c = &t->cells[(h + i) & t->mask];
+		k = __atomic_load_n(&c->key, __ATOMIC_ACQUIRE);
+		if (k == h)
+			return c;
+		if (spare == NULL && (k == 0 || __atomic_load_n(&c->tat,
+		    __ATOMIC_ACQUIRE) <= now_us))
+			spare = c;
+	}
+	if (!claim || spare == NULL)
+		return NULL;
+	/* Another process may take the same spare: whoever swaps first
+	 * owns it, the other counts nothing this once. */
+	k = __atomic_load_n(&spare->key, __ATOMIC_ACQUIRE);
+	if (!__atomic_compare_exchange_n(&spare->key, &k, h, false,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return NULL;
+	return spare;
+}
+
+static uint64_t
+div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+struct window_result
+window_take(struct window_table *t, const struct window_limit *l,
+    const void *key, size_t keylen, unsigned cost, uint64_t now_ms)
+{
+	struct window_result	 r = { true, false, 0, 0 };
+	struct cell		*c;
+	uint64_t		 now = now_ms * 1000, e, tol, old, base, next;
+
+	if (t == NULL || l->count == 0)
+		return r;
+	e = l->period_ms * 1000 / l->count;
+	if (e == 0)
+		e = 1;
+	tol = e * l->count;
+	if ((c = cell_find(t, hash_key(l, key, keylen), now, true)) == NULL) {
+		r.full = true;
+		return r;
+	}
+	old = __atomic_load_n(&c->tat, __ATOMIC_ACQUIRE);
+	do {
+		base = old > now ? old : now;
+		next = base + (uint64_t)cost * e;
+		if (next - now > tol) {
+			r.allowed = false;
+			r.used = div_up(base - now, e);
+			r.retry_ms = div_up(next - now - tol, 1000);
+			return r;
+		}
+	} while (!__atomic_compare_exchange_n(&c->tat, &old, next, false,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	r.used = div_up(next - now, e);
+	return r;
+}
+
+uint64_t
+window_peek(struct window_table *t, const struct window_limit *l,
+    const void *key, size_t keylen, uint64_t now_ms)
+{
+	struct cell	*c;
+	uint64_t	 now = now_ms * 1000, tat, e;
+
+	if (t == NULL || l->count == 0 ||
+	    (c = cell_find(t, hash_key(l, key, keylen), now, false)) == NULL)
+		return 0;
+	e = l->period_ms * 1000 / l->count;
+	tat = __atomic_load_n(&c->tat, __ATOMIC_ACQUIRE);
+	return tat > now ? div_up(tat - now, e ? e : 1) : 0;
+}
