@@ -200,7 +200,7 @@ kv_lookup(struct store_txn *t, const char *key, size_t *len)
 	if (mdb_get(t->txn, t->st->kv, &k, &v) != 0 || v.mv_size < 8)
 		return NULL;
 	memcpy(&exp, v.mv_data, 8);
-	if (exp != 0 && exp <= (int64_t)time(NULL))
+	if (exp != 0 && exp <= (int64_t)store_now())
 		return NULL;
 	*len = v.mv_size - 8;
 	return (const unsigned char *)v.mv_data + 8;
@@ -216,7 +216,7 @@ store_scan(struct store_txn *t, const char *prefix,
 	MDB_val		 k = { plen, (void *)prefix }, v;
 	char		 key[512];
 	int64_t		 exp;
-	time_t		 now = time(NULL);
+	time_t		 now = store_now();
 	int		 rc;
 
 	if ((rc = mdb_cursor_open(t->txn, t->st->kv, &c)) != 0)
@@ -298,6 +298,112 @@ store_incr(struct store_txn *t, const char *key, long long delta,
 	if (out != NULL)
 		*out = n;
 	return store_put(t, key, &n, sizeof(n), expires);
+}
+
+/* ---- Expiry, compare-and-set, sweep ------------------------------------ */
+
+static time_t (*store_clock)(void);
+
+time_t
+store_now(void)
+{
+	return store_clock != NULL ? store_clock() : time(NULL);
+}
+
+void
+store_set_clock(time_t (*fn)(void))
+{
+	store_clock = fn;
+}
+
+int
+store_cas(struct store_txn *t, const char *key, const void *expect,
+    size_t elen, const void *val, size_t len, time_t expires)
+{
+	const unsigned char	*p;
+	size_t			 cur;
+
+	/* Writers are serialised host-wide (LMDB's writer lock), so the
+	 * read and the write below cannot interleave with another's. */
+	p = kv_lookup(t, key, &cur);
+	if (expect == NULL ? p != NULL :
+	    (p == NULL || cur != elen || memcmp(p, expect, elen) != 0))
+		return 0;
+	return store_put(t, key, val, len, expires) == -1 ? -1 : 1;
+}
+
+int
+store_put_new(struct store_txn *t, const char *key, const void *val,
+    size_t len, time_t expires)
+{
+	return store_cas(t, key, NULL, 0, val, len, expires);
+}
+
+/* Deletes the n keys of the walk, kept in dead[] (511 bytes + NUL each). */
+static int
+sweep_delete(struct store_txn *t, char (*dead)[512], size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (store_del(t, dead[i]) == -1)
+			return -1;
+	return 0;
+}
+
+int
+store_sweep(struct store_txn *t, char *cursor, size_t cap, size_t max,
+    const char *count_prefix, struct store_sweep *out)
+{
+	MDB_cursor	*c;
+	MDB_val		 k = { strlen(cursor), cursor }, v;
+	size_t		 cplen = count_prefix ? strlen(count_prefix) : 0;
+	char		 (*dead)[512];
+	int64_t		 exp;
+	time_t		 now = store_now();
+	int		 rc;
+
+	memset(out, 0, sizeof(*out));
+	if (max == 0 || (dead = calloc(max, sizeof(*dead))) == NULL)
+		return store_fail(t->st, "sweep", ENOMEM);
+	if ((rc = mdb_cursor_open(t->txn, t->st->kv, &c)) != 0) {
+		free(dead);
+		return store_fail(t->st, "cursor", rc);
+	}
+	/* Walk at most max keys from the cursor, noting the expired ones;
+	 * they are deleted after the walk (by key, not under the cursor). */
+	for (rc = mdb_cursor_get(c, &k, &v, k.mv_size != 0 ? MDB_SET_RANGE :
+	    MDB_FIRST); rc == 0 && out->scanned < max;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		out->scanned++;
+		if (v.mv_size < 8 || k.mv_size >= sizeof(dead[0]))
+			continue;
+		memcpy(&exp, v.mv_data, 8);
+		if (exp == 0 || exp > (int64_t)now)
+			continue;
+		if (cplen != 0 && k.mv_size >= cplen &&
+		    memcmp(k.mv_data, count_prefix, cplen) == 0)
+			out->counted++;
+		memcpy(dead[out->removed], k.mv_data, k.mv_size);
+		dead[out->removed++][k.mv_size] = '\0';
+	}
+	/* rc == 0: k is the first key not walked, where the next call
+	 * starts; otherwise the table's end was reached: wrap. */
+	if (rc == 0 && k.mv_size < cap) {
+		memcpy(cursor, k.mv_data, k.mv_size);
+		cursor[k.mv_size] = '\0';
+	} else {
+		cursor[0] = '\0';
+		out->wrapped = true;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		free(dead);
+		return store_fail(t->st, "sweep", rc);
+	}
+	rc = sweep_delete(t, dead, out->removed);
+	free(dead);
+	return rc;
 }
 
 int

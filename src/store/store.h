@@ -65,6 +65,42 @@ int		 store_scan(struct store_txn *, const char *prefix,
 		    bool (*fn)(void *, const char *key, const void *val,
 		    size_t len), void *arg);
 
+/*
+ * Expiry. Every expiry is compared with store_now(): time(NULL), or the
+ * clock a test sets with store_set_clock() (NULL: back to time()).
+ */
+time_t		 store_now(void);
+void		 store_set_clock(time_t (*fn)(void));
+
+/* Compare-and-set: writes val only when the key's live value is exactly
+ * expect (elen bytes), or when expect is NULL and the key is absent or
+ * expired. 1 written, 0 not (the value differed), -1 on error. Inside a
+ * write transaction this is atomic against every other process. */
+int		 store_cas(struct store_txn *, const char *key,
+		    const void *expect, size_t elen, const void *val,
+		    size_t len, time_t expires);
+/* store_cas with expect NULL: 1 created, 0 already there. */
+int		 store_put_new(struct store_txn *, const char *key,
+		    const void *val, size_t len, time_t expires);
+
+/* What one sweep step did. */
+struct store_sweep {
+	size_t	scanned;	/* keys looked at */
+	size_t	removed;	/* expired keys deleted */
+	size_t	counted;	/* of those, keys under count_prefix */
+	bool	wrapped;	/* the walk reached the end of the table */
+};
+/*
+ * One bounded step of the expiry sweep (needs a write transaction):
+ * looks at no more than max keys from *cursor (a key, "" for the first)
+ * and deletes the expired ones; cursor (cap bytes) becomes the key the
+ * next step starts at, "" after the end. Never a whole-table scan:
+ * callers bound the work of a step and spread steps over time.
+ */
+int		 store_sweep(struct store_txn *, char *cursor, size_t cap,
+		    size_t max, const char *count_prefix,
+		    struct store_sweep *out);
+
 /* Fills spam/ham/day/weight of each token by hash (0 for unknown ones). */
 int		 store_tokens_get(struct store_txn *, struct store_token *,
 		    size_t n);
@@ -96,5 +132,90 @@ struct store	*store_shared(char *err, size_t errlen);
 
 /* Bytes the store occupies on disk. */
 long long	 store_disk_size(struct store *);
+
+/*
+ * Asynchronous calls (async.c), the form filters use: a batch of up to
+ * STORE_BATCH_MAX operations run in one transaction, its results read in
+ * done(), which runs on the loop that submitted it and carries whatever
+ * the caller put in arg (a filter's job with the session's step token).
+ * A Redis backend serves the same batch with one pipelined round trip
+ * (MULTI/EXEC; CAS as a WATCH or a script). With LMDB:
+ *  - a batch of reads may run directly on the loop (store_batch_run): an
+ *    LMDB read is a memory-mapped B-tree walk with no lock;
+ *  - a batch that writes is queued (store_batch_submit) for the host's
+ *    LMDB writer thread (the TPOOL_LEARN pool: LMDB has one writer at a
+ *    time anyway), which runs every batch queued meanwhile in one write
+ *    transaction: one commit (one fsync) for many batches.
+ * The caller owns the batch; after submitting it must keep it until
+ * done() runs (done may free it). A caller that goes away meanwhile
+ * (its session ended) sets its own "gone" mark for done to see.
+ */
+#define STORE_KEY_MAX	511
+#define STORE_VAL_MAX	64
+#define STORE_BATCH_MAX	16
+
+enum store_op_kind {
+	STORE_GET,	/* val/len out; result: length or -1 (absent) */
+	STORE_PUT,	/* val/len/expires in */
+	STORE_PUT_NEW,	/* result 1 created, 0 was there */
+	STORE_CAS,	/* expect/elen (expect_absent); result 1 or 0 */
+	STORE_DEL,
+	STORE_INCR,	/* num: delta in, new value out */
+	STORE_SWEEP,	/* key: cursor in and out; num: max keys */
+};
+
+struct store_op {
+	enum store_op_kind	 kind;
+	char			 key[STORE_KEY_MAX + 1];
+	unsigned char		 val[STORE_VAL_MAX];
+	size_t			 len;
+	unsigned char		 expect[STORE_VAL_MAX];
+	size_t			 elen;
+	bool			 expect_absent;
+	time_t			 expires;
+	long long		 num;
+	long			 result;
+};
+
+struct event_base;
+
+struct store_batch {
+	struct store_op		 op[STORE_BATCH_MAX];
+	size_t			 n;
+	const char		*count_prefix;	/* STORE_SWEEP: counted */
+	struct store_sweep	 sweep;		/* STORE_SWEEP's outcome */
+	int			 rc;		/* 0, -1: none applied */
+	char			 err[160];
+	void			(*done)(struct store_batch *);
+	void			*arg;
+	struct store_batch	*next;		/* the writer's queue */
+};
+
+/* Adds an operation to b; NULL when b is full or the key too long. */
+struct store_op	*store_batch_add(struct store_batch *, enum store_op_kind,
+		    const char *key);
+/* Runs b at once on this thread (a write transaction when an op writes);
+ * sets each op's result and b->rc. */
+int		 store_batch_run(struct store *, struct store_batch *);
+/* Queues b for the writer thread, whose completions run on base; b->done
+ * follows, always (with b->rc -1 when it could not run). -1 only when
+ * it could not be queued (done then does not run). */
+int		 store_batch_submit(struct store *, struct event_base *,
+		    struct store_batch *);
+/* Batches queued or running. */
+size_t		 store_batch_pending(void);
+
+/*
+ * The incremental expiry sweep of this process: every interval_ms a
+ * timer on base queues one STORE_SWEEP of at most max keys for the
+ * writer thread, continuing from where the last one stopped; notify (if
+ * any) gets each step's outcome on the loop. Started once per process;
+ * later calls change nothing. store_sweep_stop() before base is freed.
+ */
+int		 store_sweep_start(struct store *, struct event_base *,
+		    long long interval_ms, size_t max,
+		    const char *count_prefix,
+		    void (*notify)(const struct store_sweep *));
+void		 store_sweep_stop(void);
 
 #endif
