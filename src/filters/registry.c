@@ -20,6 +20,7 @@ extern const struct filter filter_recipients;
 extern const struct filter filter_bayes;
 extern const struct filter filter_spamassassin;
 extern const struct filter filter_clamav;
+extern const struct filter filter_ratelimit;
 extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
@@ -37,6 +38,7 @@ const struct filter *const filter_registry[] = {
 	&filter_bayes,
 	&filter_spamassassin,
 	&filter_clamav,
+	&filter_ratelimit,
 	&filter_score,
 };
 
