@@ -17,6 +17,7 @@ extern const struct filter filter_sender;
 extern const struct filter filter_badmailfrom;
 extern const struct filter filter_lists;
 extern const struct filter filter_recipients;
+extern const struct filter filter_greylist;
 extern const struct filter filter_bayes;
 extern const struct filter filter_spamassassin;
 extern const struct filter filter_clamav;
@@ -35,6 +36,7 @@ const struct filter *const filter_registry[] = {
 	&filter_badmailfrom,
 	&filter_lists,
 	&filter_recipients,
+	&filter_greylist,
 	&filter_bayes,
 	&filter_spamassassin,
 	&filter_clamav,
