@@ -22,6 +22,7 @@ extern const struct filter filter_bayes;
 extern const struct filter filter_spamassassin;
 extern const struct filter filter_clamav;
 extern const struct filter filter_ratelimit;
+extern const struct filter filter_batv;
 extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
@@ -41,6 +42,7 @@ const struct filter *const filter_registry[] = {
 	&filter_spamassassin,
 	&filter_clamav,
 	&filter_ratelimit,
+	&filter_batv,
 	&filter_score,
 };
 
