@@ -33,6 +33,7 @@
 #include "../filters/score.h"
 #include "../store/store.h"
 #include "json.h"
+#include "greylist_cmd.h"
 #include "quarantine_cmd.h"
 
 #define LEARN_BATCH	500
@@ -180,7 +181,9 @@ usage(void)
 	    "       moatctl [-c FILE] [--db DIR] stats\n"
 	    "       moatctl [-c FILE] explain [--log FILE] SESSION_ID\n"
 	    "       %s"
-	    "       moatctl -h | --help\n", quarantine_cmd_usage);
+	    "       %s"
+	    "       moatctl -h | --help\n", quarantine_cmd_usage,
+	    greylist_cmd_usage);
 	exit(2);
 }
 
@@ -1442,7 +1445,8 @@ main(int argc, char **argv)
 		help();
 	if (strcmp(argv[i], "learn") != 0 &&
 	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0 &&
-	    strcmp(argv[i], "quarantine") != 0)
+	    strcmp(argv[i], "quarantine") != 0 &&
+	    strcmp(argv[i], "greylist") != 0)
 		usage();
 	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
 		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
@@ -1480,6 +1484,8 @@ main(int argc, char **argv)
 		rc = cmd_classify(&c, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "stats") == 0)
 		rc = cmd_stats(&c);
+	else if (strcmp(argv[i], "greylist") == 0)
+		rc = greylist_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "quarantine") == 0)
 		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
 		    argv + i + 1);
