@@ -35,6 +35,7 @@
 #include "json.h"
 #include "greylist_cmd.h"
 #include "quarantine_cmd.h"
+#include "services_cmd.h"
 
 #define LEARN_BATCH	500
 /* Largest file read as one message or mbox. */
@@ -83,6 +84,7 @@ help(void)
 "    moatctl [-c FILE] quarantine release [--force] ID\n"
 "    moatctl [-c FILE] quarantine learn ID --spam|--ham\n"
 "    moatctl [-c FILE] quarantine trim\n"
+"    moatctl [-c FILE] services\n"
 "    moatctl -h | --help | help\n"
 "\n"
 "DESCRIPTION\n"
@@ -119,6 +121,9 @@ help(void)
 "                            deciding filter, symbols, timings, result,\n"
 "                            from [server] json_log (FILE.1 too)\n"
 "        --log FILE          read FILE instead; see moatctl explain --help\n"
+"    services                each worker's view of the external services\n"
+"                            (clamd, spamd): state up/degraded/down, since,\n"
+"                            requests, failures (<var_dir>/svc)\n"
 "    quarantine list         messages kept at end of data, oldest first:\n"
 "                            ID, time, state, score, size, reason,\n"
 "                            sender, first recipient\n"
@@ -1440,6 +1445,17 @@ main(int argc, char **argv)
 	/* explain reads the log, not the store: it needs neither. */
 	if (strcmp(argv[i], "explain") == 0)
 		return cmd_explain(path, argc - i - 1, argv + i + 1);
+	/* services reads the workers' health files: no store either. */
+	if (strcmp(argv[i], "services") == 0 && i + 1 == argc) {
+		if ((cf = conf_load(path != NULL ? path : DEFAULT_CONF, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "moatctl: %s\n", err);
+			return 1;
+		}
+		rc = services_cmd(cf->server.var_dir);
+		conf_free(cf);
+		return rc;
+	}
 	if (strcmp(argv[i], "help") == 0 ||
 	    (i + 1 < argc && is_help(argv[i + 1])))
 		help();

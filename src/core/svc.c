@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,16 +63,19 @@ struct svc {
 	long long		 active, queued;
 	struct svc_reqs		 queue, live;
 	char			 why[128];	/* the last failure */
+	time_t			 changed;	/* wall time of the state */
 };
 
 static struct svc	*svcs[SVC_MAX];
 static size_t		 nsvc;
+static char		 pub_dir[4096];	/* "": health not published */
 
 static const char *const health_names[] = { "up", "degraded", "down" };
 static const char *const status_names[] = { "ok", "down", "connect",
     "timeout", "io", "too_big", "abort", "reply" };
 
 static void	req_connect(struct svc_req *);
+static void	svc_publish(void);
 static void	req_finish(struct svc_req *, enum svc_status);
 
 static long long
@@ -178,7 +182,9 @@ svc_get(struct event_base *base, const char *name, const struct svc_opts *o)
 	v->base = base;
 	TAILQ_INIT(&v->queue);
 	TAILQ_INIT(&v->live);
+	v->changed = time(NULL);
 	svcs[nsvc++] = v;
+	svc_publish();
 	return v;
 }
 
@@ -190,9 +196,51 @@ svc_state(const struct svc *v)
 
 /* ---- health ----------------------------------------------------------- */
 
+/*
+ * Health for moatctl: each worker keeps one small file, <var_dir>/svc/
+ * <pid>, a line per service ("name address state since requests
+ * failures"), rewritten (tmp + rename) when a service is first used and
+ * when its state changes: rare, small, no fsync (it is a view, not
+ * state). `moatctl services` reads the files of live workers.
+ */
+void
+svc_publish_dir(const char *var_dir)
+{
+	if (snprintf(pub_dir, sizeof(pub_dir), "%s/svc", var_dir) >=
+	    (int)sizeof(pub_dir))
+		pub_dir[0] = '\0';
+}
+
+static void
+svc_publish(void)
+{
+	char	 path[sizeof(pub_dir) + 32], tmp[sizeof(path) + 8];
+	FILE	*f;
+	size_t	 i;
+
+	if (pub_dir[0] == '\0')
+		return;
+	snprintf(path, sizeof(path), "%s/%d", pub_dir, (int)getpid());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	(void)mkdir(pub_dir, 0750);
+	if ((f = fopen(tmp, "w")) == NULL)
+		return;
+	for (i = 0; i < nsvc; i++)
+		fprintf(f, "%s %s %s %lld %llu %llu\n", svcs[i]->name,
+		    svcs[i]->addr, health_names[svcs[i]->state],
+		    (long long)svcs[i]->changed, svcs[i]->requests,
+		    svcs[i]->failures);
+	if (fclose(f) == 0)
+		(void)rename(tmp, path);
+	else
+		(void)unlink(tmp);
+}
+
 static void
 health_ok(struct svc *v)
 {
+	bool changed = v->state != SVC_UP;
+
 	if (v->state == SVC_DOWN)
 		log_msg(LVL_INFO, 0, "event=svc_up service=%s addr=%s "
 		    "was=down down_ms=%lld failed=%llu", v->name, v->addr,
@@ -202,6 +250,10 @@ health_ok(struct svc *v)
 		    "was=degraded", v->name, v->addr);
 	v->state = SVC_UP;
 	v->fails = 0;
+	if (changed) {
+		v->changed = time(NULL);
+		svc_publish();
+	}
 }
 
 static void
@@ -219,6 +271,8 @@ health_fail(struct svc *v, enum svc_status st)
 		    "failures=%lld why=%s%s%s", v->name, v->addr, v->fails,
 		    svc_status_name(st), v->why[0] ? ":" : "", v->why);
 		v->state = SVC_DOWN;
+		v->changed = time(NULL);
+		svc_publish();
 		v->down_since = now_ms();
 		v->next_probe = v->down_since + v->o->retry_ms;
 		v->outage_failed = 1;
@@ -227,6 +281,8 @@ health_fail(struct svc *v, enum svc_status st)
 		    "why=%s%s%s", v->name, v->addr, svc_status_name(st),
 		    v->why[0] ? ":" : "", v->why);
 		v->state = SVC_DEGRADED;
+		v->changed = time(NULL);
+		svc_publish();
 	}
 }
 
@@ -626,4 +682,10 @@ svc_fini_all(void)
 		svcs[i] = NULL;
 	}
 	nsvc = 0;
+	if (pub_dir[0] != '\0') {
+		char path[sizeof(pub_dir) + 32];
+
+		snprintf(path, sizeof(path), "%s/%d", pub_dir, (int)getpid());
+		(void)unlink(path);
+	}
 }

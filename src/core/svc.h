@@ -141,6 +141,9 @@ struct svc_info {
 	long long	 active, queued;
 };
 size_t	svc_list(struct svc_info *, size_t max);
+/* Publishes the worker's services' health under <var_dir>/svc for
+ * `moatctl services` (a file per worker, rewritten on changes). */
+void	svc_publish_dir(const char *var_dir);
 /* Closes every service of the worker (requests in flight are cancelled
  * without callbacks); before the event base is freed. */
 void	svc_fini_all(void);

@@ -526,6 +526,8 @@ pipeline_dns_start(struct session *s)
 	char err[256];
 
 	dns_started = true;
+	if (s->conf->spool_dir != NULL)
+		svc_publish_dir(s->conf->spool_dir);
 	if (dns_init(s->base, &pipeline_active->dns, err, sizeof(err)) == -1)
 		log_msg(LVL_WARN, 0, "event=dns_error why=\"%s\"", err);
 }
