@@ -23,6 +23,7 @@ extern const struct filter filter_spamassassin;
 extern const struct filter filter_clamav;
 extern const struct filter filter_ratelimit;
 extern const struct filter filter_batv;
+extern const struct filter filter_tarpit;
 extern const struct filter filter_score;
 
 const struct filter *const filter_registry[] = {
@@ -43,6 +44,7 @@ const struct filter *const filter_registry[] = {
 	&filter_clamav,
 	&filter_ratelimit,
 	&filter_batv,
+	&filter_tarpit,
 	&filter_score,
 };
 

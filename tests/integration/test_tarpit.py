@@ -1,0 +1,52 @@
+"""Tarpit on the wire: after two refused recipients each further RCPT
+reply of that session waits (300, 600, 1200 ms, capped at 1200), while
+another session on the same single worker is served at once: the delay
+is a timer, not worker time."""
+import threading
+import time
+
+from moatlib import greet, message
+
+
+def test_tarpit_delays_only_the_bad_session(make_moat):
+    m = make_moat(workers=1, sections={
+        "pipeline": {"filters": "relay tarpit recipients"},
+        "tarpit": {"after": "2", "delay": "300", "max_delay": "1200"}})
+    bad = greet(m.port)
+    bad.cmd("MAIL FROM:<a@example.org>", 250)
+    took = []
+    for i in range(6):
+        t0 = time.monotonic()
+        code, _ = bad.cmd(f"RCPT TO:<nobody{i}@example.test>")
+        took.append(time.monotonic() - t0)
+        assert code == 550
+    # Two refusals undelayed, then 0.3, 0.6, 1.2, 1.2 s.
+    assert took[0] < 0.2 and took[1] < 0.2, took
+    for got, want in zip(took[2:], (0.3, 0.6, 1.2, 1.2)):
+        assert want - 0.05 <= got <= want + 0.4, took
+
+    # While the bad session waits 1.2 s, a good one goes through.
+    good_took = []
+
+    def good():
+        t0 = time.monotonic()
+        c = greet(m.port)
+        c.cmd("MAIL FROM:<a@example.org>", 250)
+        c.cmd("RCPT TO:<alice@example.test>", 250)
+        c.cmd("DATA", 354)
+        c.send(message(subject="good") + ".\r\n")
+        assert c.reply()[0] == 250
+        c.cmd("QUIT", 221)
+        good_took.append(time.monotonic() - t0)
+
+    bad.send("RCPT TO:<nobody9@example.test>\r\n")
+    time.sleep(0.1)		# the bad session's timer is running now
+    th = threading.Thread(target=good)
+    th.start()
+    th.join(5)
+    assert good_took and good_took[0] < 0.5, good_took
+    t0 = time.monotonic()
+    assert bad.reply()[0] == 550
+    assert time.monotonic() - t0 > 0.5    # still its own 1.2 s
+    ev = m.events(want=1)
+    assert ev
