@@ -42,7 +42,7 @@ struct window_limit {
 /* The answer to one window_take(). */
 struct window_result {
 	bool		allowed;
-	bool		full;		/* no cell for the key: allowed */
+	bool		full;		/* no free cell: allowed */
 	uint64_t	used;		/* events in the window, this one
 					 * included when allowed */
 	uint64_t	retry_ms;	/* refused: when one more fits */

@@ -38,7 +38,7 @@ struct tarpit_data {
 	bool			 full_logged;
 };
 
-static unsigned	tarpit_active;	/* this worker's tarpitted sessions */
+static unsigned	tarpit_active;	/* tarpitted, this worker */
 
 static const struct opt tarpit_opts[] = {
 	{ "after", OPT_INT, "3", 1, 1000, offsetof(struct tarpit_conf,

@@ -5,11 +5,11 @@
 #define MOAT_TARPIT_H
 
 struct tarpit_conf {
-	long long	after;		/* bad events before delays start */
+	long long	after;		/* bad events before delays */
 	long long	delay;		/* ms, the first delay */
 	long long	max_delay;	/* ms, per reply */
 	long long	session_max;	/* ms, per session */
-	long long	max_sessions;	/* tarpitted at once, per worker */
+	long long	max_sessions;	/* at once, per worker */
 };
 
 /*
