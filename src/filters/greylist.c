@@ -511,7 +511,9 @@ triplet_tail(struct session *s, char *out, size_t n)
 		if (strlen(rcpt) > 190)
 			rcpt[190] = '\0';
 	}
-	snprintf(out, n, "|%s|%s", snd, rcpt);
+	/* At most 1 + 190 + 1 + 190 bytes after the hashing above. */
+	if ((size_t)snprintf(out, n, "|%s|%s", snd, rcpt) >= n)
+		out[0] = '\0';
 }
 
 /* key = prefix pool tail into a store key; cut keys are refused by
