@@ -6,7 +6,7 @@ set -eu
 
 BUILD="build-essential pkg-config libevent-dev libc-ares-dev libssl-dev
  liblmdb-dev libhiredis-dev libgmime-3.0-dev libcdb-dev libpcre2-dev
- libinih-dev openssl libargon2-dev libcrypt-dev"
+ libinih-dev openssl libargon2-dev libcrypt-dev publicsuffix"
 TEST="libcmocka-dev python3-pytest swaks postfix dovecot-lmtpd clang
  libclang-rt-14-dev ucspi-tcp libnet-ssleay-perl libio-socket-ssl-perl tinycdb
  unbound python3-spf bind9-dnsutils dovecot-core argon2 apache2-utils
