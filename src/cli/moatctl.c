@@ -34,6 +34,7 @@
 #include "../store/store.h"
 #include "json.h"
 #include "greylist_cmd.h"
+#include "karma_cmd.h"
 #include "quarantine_cmd.h"
 #include "services_cmd.h"
 
@@ -187,8 +188,9 @@ usage(void)
 	    "       moatctl [-c FILE] explain [--log FILE] SESSION_ID\n"
 	    "       %s"
 	    "       %s"
+	    "       %s"
 	    "       moatctl -h | --help\n", quarantine_cmd_usage,
-	    greylist_cmd_usage);
+	    greylist_cmd_usage, block_cmd_usage);
 	exit(2);
 }
 
@@ -1462,7 +1464,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[i], "learn") != 0 &&
 	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0 &&
 	    strcmp(argv[i], "quarantine") != 0 &&
-	    strcmp(argv[i], "greylist") != 0)
+	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0)
 		usage();
 	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
 		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
@@ -1502,6 +1504,8 @@ main(int argc, char **argv)
 		rc = cmd_stats(&c);
 	else if (strcmp(argv[i], "greylist") == 0)
 		rc = greylist_cmd(c.st, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "block") == 0)
+		rc = block_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "quarantine") == 0)
 		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
 		    argv + i + 1);
