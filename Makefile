@@ -71,7 +71,7 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \
 
 # moatctl's JSON reader is not in libmoat; its unit test links it.
 $(BUILD)/tests/test_json: $(BUILD)/src/cli/json.o
-$(BUILD)/tests/test_json: LDLIBS += $(BUILD)/src/cli/json.o
+$(BUILD)/tests/test_json: LDLIBS += $(BUILD)/src/cli/json.o $(BUILD)/libmoat.a
 
 # A self-signed certificate for STARTTLS, made once (make run, tests).
 var/tls/cert.pem:
@@ -159,7 +159,7 @@ build/fuzz/fuzz_auth: tests/fuzz/fuzz_auth.c src/smtp/auth.c src/smtp/parse.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -largon2 -lcrypt
 
-build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c
+build/fuzz/fuzz_json: tests/fuzz/fuzz_json.c src/cli/json.c src/smtp/parse.c
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^
 

@@ -26,9 +26,8 @@ static const struct {
 	{ "STARTTLS", VERB_STARTTLS }, { "AUTH", VERB_AUTH },
 };
 
-/* Length of the UTF-8 sequence at s (at most n bytes), 0 if malformed. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
+size_t
+parse_utf8_len(const unsigned char *s, size_t n)
 {
 	size_t		len, i;
 	unsigned	c = s[0], cp;
@@ -63,7 +62,8 @@ utf8_valid(const char *s, size_t n)
 	size_t i = 0, k;
 
 	while (i < n) {
-		if ((k = utf8_seq((const unsigned char *)s + i, n - i)) == 0)
+		if ((k = parse_utf8_len((const unsigned char *)s + i,
+		    n - i)) == 0)
 			return false;
 		i += k;
 	}
@@ -131,7 +131,8 @@ subdomain_len(const char *s, size_t n, bool utf8)
 			last_hyphen = true;
 			i++;
 		} else if (c >= 0x80 && utf8 &&
-		    (k = utf8_seq((const unsigned char *)s + i, n - i)) > 0) {
+		    (k = parse_utf8_len((const unsigned char *)s + i,
+		    n - i)) > 0) {
 			last_hyphen = false;
 			i += k;
 		} else
@@ -195,7 +196,8 @@ dotstring_len(const char *s, size_t n, bool utf8)
 			need_atom = false;
 			i++;
 		} else if (c >= 0x80 && utf8 &&
-		    (k = utf8_seq((const unsigned char *)s + i, n - i)) > 0) {
+		    (k = parse_utf8_len((const unsigned char *)s + i,
+		    n - i)) > 0) {
 			need_atom = false;
 			i += k;
 		} else if (c == '.' && !need_atom) {
@@ -227,7 +229,8 @@ quoted_len(const char *s, size_t n, bool utf8)
 		} else if (c >= 32 && c <= 126)
 			i++;
 		else if (c >= 0x80 && utf8 &&
-		    (k = utf8_seq((const unsigned char *)s + i, n - i)) > 0)
+		    (k = parse_utf8_len((const unsigned char *)s + i,
+		    n - i)) > 0)
 			i += k;
 		else
 			return 0;

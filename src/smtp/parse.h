@@ -87,6 +87,9 @@ enum parse_err	parse_rcpt_params(struct str);
 /* Parses "BDAT <size> [LAST]" arguments (RFC 3030 §2). */
 enum parse_err	parse_bdat(struct str, long long *size, bool *last);
 
+/* Length of the UTF-8 sequence at s (at most n bytes, n > 0), 0 when it
+ * is malformed: overlong, a surrogate, past U+10FFFF (RFC 3629). */
+size_t		parse_utf8_len(const unsigned char *s, size_t n);
 /* True when the bytes are well-formed UTF-8 (RFC 3629). */
 bool		utf8_valid(const char *, size_t);
 

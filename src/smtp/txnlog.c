@@ -35,37 +35,6 @@ timespec_ms(const struct timespec *a, const struct timespec *b)
 #define TXNLOG_SYMBOL	64
 
 /*
- * Length of the well-formed UTF-8 character at s (RFC 3629 §4: no
- * overlong forms, no surrogates, nothing past U+10FFFF), 0 when the
- * bytes there are not one.
- */
-static size_t
-utf8_len(const unsigned char *s, size_t n)
-{
-	size_t	len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++)
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
-	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-		return 0;
-	return len;
-}
-
-/*
  * Appends s as the body of a JSON string that any strict parser takes:
  * well-formed UTF-8 is copied, '"' and '\' are escaped, control bytes
  * become \u00XX, and so does every byte that is not part of a well-formed
@@ -82,7 +51,7 @@ json_esc(struct buf *b, const char *s, size_t n, size_t max)
 	bool			 stray;
 
 	for (i = 0; i < n; i += k) {
-		if ((k = utf8_len(u + i, n - i)) == 0)
+		if ((k = parse_utf8_len(u + i, n - i)) == 0)
 			stray = true, k = 1;
 		else
 			stray = false;
