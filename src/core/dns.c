@@ -210,7 +210,7 @@ dns_answer_ttl(const unsigned char *b, size_t len)
 			min = v;
 	}
 	/* No SOA: RFC 2308 §5 says do not cache; the caller clamps 0 up to
-	 * ttl_min, a short bound a stub can afford (docs/DNS.md). */
+	 * ttl_min, a short bound a caching resolver can afford (docs/DNS.md). */
 	return min < 0 ? 0 : min;
 }
 

@@ -1,17 +1,22 @@
 /*
  * deliver.c: delivery settings and the dispatch to a method.
  */
+#include <errno.h>
 #include <netdb.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "../core/lists.h"
 #include "../core/log.h"
 #include "../core/tpool.h"
 #include "../filters/policy.h"
 #include "deliver.h"
+
+#include <unistd.h>
 
 #define DELIVER_STR(x)	#x
 #define DELIVER_XSTR(x)	DELIVER_STR(x)
@@ -217,6 +222,62 @@ deliver_lf(const struct buf *msg, struct buf *out)
 			return -1;
 		p = cr + 1;
 	}
+	return 0;
+}
+
+static int
+write_full(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		if ((w = write(fd, p, n)) == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+deliver_lf_fd(int src_fd, size_t len, int fd, long long *written)
+{
+	char		 in[65536], out[65536];
+	size_t		 off = 0, i, n, o;
+	long long	 total = 0;
+	ssize_t		 r;
+	bool		 cr = false;	/* a CR ended the last block */
+
+	while (off < len) {
+		n = len - off < sizeof(in) ? len - off : sizeof(in);
+		if ((r = pread(src_fd, in, n, (off_t)off)) <= 0) {
+			if (r == -1 && errno == EINTR)
+				continue;
+			errno = r == 0 ? EIO : errno;
+			return -1;
+		}
+		off += (size_t)r;
+		for (i = o = 0; i < (size_t)r; i++) {
+			if (cr && in[i] != '\n')
+				out[o++] = '\r';
+			cr = in[i] == '\r';
+			if (!cr)
+				out[o++] = in[i];
+		}
+		if (write_full(fd, out, o) == -1)
+			return -1;
+		total += (long long)o;
+	}
+	if (cr) {
+		if (write_full(fd, "\r", 1) == -1)
+			return -1;
+		total++;
+	}
+	if (written != NULL)
+		*written = total;
 	return 0;
 }
 

@@ -110,6 +110,13 @@ void		qmailqueue_init(struct event_base *);
 /* The message with LF line ends, as Maildir and qmail store it (the
  * reader guarantees CRLF-only input); -1 on OOM. */
 int	deliver_lf(const struct buf *msg, struct buf *out);
+/*
+ * The same from a spilled message's file: len bytes of src_fd from
+ * offset 0, written to fd with LF line ends, 64 KiB at a time (a pool
+ * thread's work: pread, never the mapping). *written gets the LF length
+ * (may be NULL). -1 with errno on a read or write error.
+ */
+int	deliver_lf_fd(int src_fd, size_t len, int fd, long long *written);
 /* The route for a recipient domain, NULL when none. */
 const struct route *route_for(const struct deliver_conf *, const char *);
 

@@ -200,46 +200,6 @@ struct md_job {
 	int		 failed;	/* errno of the first failure */
 };
 
-/* Writes the spilled message with LF line ends, 64 KiB at a time. */
-static int
-write_spilled(const struct md_job *j, int fd)
-{
-	char		 in[65536], out[65536];
-	struct iovec	 iov;
-	size_t		 off = 0, i, n, o;
-	ssize_t		 r;
-	bool		 cr = false;	/* a CR ended the last block */
-
-	while (off < j->src_len) {
-		n = j->src_len - off < sizeof(in) ? j->src_len - off :
-		    sizeof(in);
-		if ((r = pread(j->src_fd, in, n, (off_t)off)) <= 0) {
-			if (r == -1 && errno == EINTR)
-				continue;
-			errno = r == 0 ? EIO : errno;
-			return -1;
-		}
-		off += (size_t)r;
-		for (i = o = 0; i < (size_t)r; i++) {
-			if (cr && in[i] != '\n')
-				out[o++] = '\r';
-			cr = in[i] == '\r';
-			if (!cr)
-				out[o++] = in[i];
-		}
-		iov.iov_base = out;
-		iov.iov_len = o;
-		if (write_all(fd, &iov, 1) == -1)
-			return -1;
-	}
-	if (cr) {
-		iov.iov_base = "\r";
-		iov.iov_len = 1;
-		return write_all(fd, &iov, 1);
-	}
-	return 0;
-}
-
 /* Writes one copy into tmp/ and fsyncs it (pool thread). */
 static int
 write_tmp(const struct md_job *j, struct md_copy *c)
@@ -262,7 +222,8 @@ write_tmp(const struct md_job *j, struct md_copy *c)
 	iov[1].iov_base = j->body.data;
 	iov[1].iov_len = j->body.len;
 	if (write_all(fd, iov, j->src_fd == -1 ? 2 : 1) == -1 ||
-	    (j->src_fd != -1 && write_spilled(j, fd) == -1) ||
+	    (j->src_fd != -1 && deliver_lf_fd(j->src_fd, j->src_len, fd,
+	    NULL) == -1) ||
 	    fsync(fd) == -1) {
 		close(fd);
 		unlink(path);

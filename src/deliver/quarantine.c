@@ -557,45 +557,6 @@ q_write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
-/* The spilled message with LF line ends, 64 KiB at a time (as
- * maildir.c's write_spilled); its LF length in *out. */
-static int
-q_write_spilled(const struct q_job *j, int fd, long long *out)
-{
-	char		 in[65536], o[65536];
-	size_t		 off = 0, i, n, k;
-	ssize_t		 r;
-	bool		 cr = false;
-
-	*out = 0;
-	while (off < j->src_len) {
-		n = j->src_len - off < sizeof(in) ? j->src_len - off :
-		    sizeof(in);
-		if ((r = pread(j->src_fd, in, n, (off_t)off)) <= 0) {
-			if (r == -1 && errno == EINTR)
-				continue;
-			errno = r == 0 ? EIO : errno;
-			return -1;
-		}
-		off += (size_t)r;
-		for (i = k = 0; i < (size_t)r; i++) {
-			if (cr && in[i] != '\n')
-				o[k++] = '\r';
-			cr = in[i] == '\r';
-			if (!cr)
-				o[k++] = in[i];
-		}
-		if (q_write_all(fd, o, k) == -1)
-			return -1;
-		*out += (long long)k;
-	}
-	if (cr) {
-		(*out)++;
-		return q_write_all(fd, "\r", 1);
-	}
-	return 0;
-}
-
 static int
 q_mkdirs(const char *dir)
 {
@@ -640,7 +601,8 @@ q_write_file(struct q_job *j, const char *path)
 		return -1;
 	if (q_write_all(fd, j->head.data, j->head.len) == -1 ||
 	    (j->src_fd == -1 ? q_write_all(fd, j->body.data,
-	    j->body.len) : q_write_spilled(j, fd, &len)) == -1 ||
+	    j->body.len) : deliver_lf_fd(j->src_fd, j->src_len, fd,
+	    &len)) == -1 ||
 	    fsync(fd) == -1) {
 		close(fd);
 		unlink(path);
