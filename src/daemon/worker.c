@@ -459,7 +459,6 @@ worker_run(struct moat_config *cf, const struct worker_spec *ws)
 	    ws->slot, ws->region);
 	event_base_dispatch(w_base);
 	pipeline_worker_fini();
-	pipeline_worker_fini();
 	deliver_worker_fini();
 	event_free(orphan);
 	event_free(term);
@@ -762,7 +761,6 @@ worker_stdio(struct moat_config *cf)
 		bufferevent_free(stdio_in);
 		bufferevent_free(stdio_inner);
 	}
-	pipeline_worker_fini();
 	pipeline_worker_fini();
 	deliver_worker_fini();
 	memtrim_stop();
