@@ -9,11 +9,15 @@
  * Both words change only by atomic operations, so the table works the
  * same in one process and in a MAP_SHARED mapping across many.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "window.h"
 
@@ -23,11 +27,17 @@ struct cell {
 };
 
 struct window_table {
-	struct cell	*cells;
-	size_t		 mask;
-	size_t		 bytes;
-	bool		 mapped;
+	struct cell		*cells;
+	size_t			 mask;
+	size_t			 bytes;
+	bool			 mapped;
+	bool			 published;	/* cells are a file's */
+	char			 name[32];	/* "": not publishable */
+	struct window_table	*next;		/* w_named */
 };
+
+/* Named shared tables, for window_publish(). */
+static struct window_table *w_named;
 
 /* "1h" -> ms; *end past the unit. 0 for an unknown unit. */
 static uint64_t
@@ -109,11 +119,119 @@ window_table_new(size_t cells, bool shared)
 	return t;
 }
 
+struct window_table *
+window_table_shared(const char *name, size_t cells)
+{
+	struct window_table *t;
+
+	if ((t = window_table_new(cells, true)) == NULL)
+		return NULL;
+	snprintf(t->name, sizeof(t->name), "%s", name);
+	t->next = w_named;
+	w_named = t;
+	return t;
+}
+
+/* Moves t's cells into the file dir/NAME.win (made anew: what an older
+ * run left there was counted on another boot's monotonic clock). */
+static int
+publish_one(struct window_table *t, const char *dir, char *err,
+    size_t errlen)
+{
+	char	 path[4096];
+	void	*m;
+	int	 fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s.win", dir,
+	    t->name) >= sizeof(path)) {
+		snprintf(err, errlen, "%s: path too long", dir);
+		return -1;
+	}
+	if ((fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0640)) == -1 || ftruncate(fd, (off_t)t->bytes) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	m = mmap(NULL, t->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
+		return -1;
+	}
+	memcpy(m, t->cells, t->bytes);
+	munmap(t->cells, t->bytes);
+	t->cells = m;
+	t->published = true;
+	return 0;
+}
+
+int
+window_publish(const char *dir, char *err, size_t errlen)
+{
+	struct window_table *t;
+
+	if (mkdir(dir, 0750) == -1 && errno != EEXIST) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	for (t = w_named; t != NULL; t = t->next)
+		if (!t->published && publish_one(t, dir, err, errlen) == -1)
+			return -1;
+	return 0;
+}
+
+struct window_table *
+window_table_open(const char *path, char *err, size_t errlen)
+{
+	struct window_table	*t;
+	struct stat		 st;
+	size_t			 n;
+	void			*m;
+	int			 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	n = (size_t)st.st_size / sizeof(struct cell);
+	if (st.st_size <= 0 || (size_t)st.st_size % sizeof(struct cell) ||
+	    (n & (n - 1)) != 0) {
+		snprintf(err, errlen, "%s: not a window table", path);
+		close(fd);
+		return NULL;
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED || (t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "%s: cannot map", path);
+		if (m != MAP_FAILED)
+			munmap(m, (size_t)st.st_size);
+		return NULL;
+	}
+	t->cells = m;
+	t->mask = n - 1;
+	t->bytes = (size_t)st.st_size;
+	t->mapped = true;
+	return t;
+}
+
 void
 window_table_free(struct window_table *t)
 {
+	struct window_table **pp;
+
 	if (t == NULL)
 		return;
+	for (pp = &w_named; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
 	if (t->mapped)
 		munmap(t->cells, t->bytes);
 	else

@@ -8,13 +8,18 @@
  * is updated by one compare-and-swap: no lock a dying worker could leave
  * held (POLICY-RESEARCH §4).
  *
- * Where the table lives: window_table_new(.., true) maps it MAP_SHARED
- * and anonymous. Filters create theirs in init(), which runs in the
- * master when the configuration is loaded, before the workers are
- * forked: every worker then counts in the same table, so a client that
- * the kernel spreads over the workers meets one limit, not one per
- * worker. The table is never persisted (hot counters: a restart forgets
- * them; blocks that must survive belong in the store).
+ * Where the table lives: window_table_shared() maps it MAP_SHARED and
+ * anonymous. Filters create theirs in init(), which runs in the master
+ * when the configuration is loaded, before the workers are forked: every
+ * worker then counts in the same table, so a client that the kernel
+ * spreads over the workers meets one limit, not one per worker. The
+ * daemon's master then publishes the named tables (window_publish):
+ * their cells move into files var_dir/run/NAME.win, still shared, so
+ * that moatctl can read the counters (window_table_open) without asking
+ * the daemon. The files are made anew at every start: the table is not
+ * persisted (hot counters: a restart forgets them; blocks that must
+ * survive belong in the store), and a TAT is on a clock that restarts
+ * with the machine.
  *
  * Invariants: a cell whose TAT is in the past holds no debt and may be
  * taken by another key; a key probes at most WINDOW_PROBE cells; with
@@ -61,6 +66,17 @@ int	window_limit_parse(const char *, struct window_limit *, char *err,
  * shared with processes forked later when shared; NULL on failure. */
 struct window_table *window_table_new(size_t cells, bool shared);
 void	window_table_free(struct window_table *);
+/* window_table_new(cells, true) under a name (a file name's stem) that
+ * window_publish() gives it. */
+struct window_table *window_table_shared(const char *name, size_t cells);
+/* Moves every named table not yet published into dir/NAME.win (dir made
+ * when missing); 0, or -1 with err set. The master calls it before
+ * forking workers, after each config load. */
+int	window_publish(const char *dir, char *err, size_t errlen);
+/* A published table, read-only (moatctl): window_peek() works on it.
+ * NULL with err set. */
+struct window_table *window_table_open(const char *path, char *err,
+	    size_t errlen);
 /*
  * Counts `cost` events for key under limit at now_ms (a monotonic clock:
  * window_now_ms(), or a test's). Refused events are not counted. The key

@@ -56,6 +56,7 @@
 #include <event2/event.h>
 
 #include "../core/log.h"
+#include "../core/window.h"
 #include "connlimit.h"
 #include "master.h"
 #include "worker.h"
@@ -298,6 +299,21 @@ procs_live(void)
 
 static void
 restart_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The filters' shared counters into var_dir/run, where moatctl reads
+ * them (window.h); before any worker is forked, so all share the file. */
+static int
+publish_windows(char *err, size_t errlen)
+{
+	char dir[4096];
+
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/run",
+	    m_cf->server.var_dir) >= sizeof(dir)) {
+		snprintf(err, errlen, "var_dir too long");
+		return -1;
+	}
+	return window_publish(dir, err, errlen);
+}
 
 /* The slot's current worker starts in secs (0: on the next loop turn). */
 static void
@@ -574,6 +590,10 @@ reload(void)
 	    cf->server.workers != m_cf->server.workers)
 		log_warn("event=reload note=\"listen, submission, smtps and "
 		    "workers change on restart only\"");
+	/* A table the new config made is shared but not yet readable by
+	 * moatctl: serving does not need that. */
+	if (publish_windows(err, sizeof(err)) == -1)
+		log_warn("event=reload note=\"%s\"", err);
 	/* Draining workers are separate processes with their own copy:
 	 * the master's old config can go. */
 	conf_free(m_cf);
@@ -684,7 +704,8 @@ master_run(struct moat_config *cf)
 	if (m_beats == MAP_FAILED || pipe2(m_alive, O_CLOEXEC) == -1 ||
 	    connlimit_init(m_nprocs) == -1 ||
 	    bind_all(err, sizeof(err)) == -1 ||
-	    drop_privileges(err, sizeof(err)) == -1) {
+	    drop_privileges(err, sizeof(err)) == -1 ||
+	    publish_windows(err, sizeof(err)) == -1) {
 		log_fatal("%s", err[0] ? err : "cannot set up");
 		return 1;
 	}

@@ -266,7 +266,7 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 	strset_init(&ks->traps);
 	*state = ks;
 	if (karma_table == NULL && (karma_table =
-	    window_table_new(KARMA_CELLS, true)) == NULL) {
+	    window_table_shared("karma", KARMA_CELLS)) == NULL) {
 		snprintf(err, errlen, "cannot map the karma table");
 		strset_free(&ks->traps);
 		free(ks);

@@ -104,8 +104,8 @@ ratelimit_init(const void *vconf, void **state, char *err, size_t errlen)
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -1;
 	*state = st;
-	if (rl_table == NULL && (rl_table = window_table_new(RL_CELLS,
-	    true)) == NULL) {
+	if (rl_table == NULL && (rl_table = window_table_shared("ratelimit",
+	    RL_CELLS)) == NULL) {
 		snprintf(err, errlen, "cannot map the rate table");
 		free(st);
 		*state = NULL;

@@ -1,8 +1,9 @@
 /*
  * test_window.c: GCRA windows on a test clock: N in a burst then
  * refused with the right retry time, the window sliding back, separate
- * keys and limits, the parser's bounds, and a shared table counted by
- * a forked child and its parent together.
+ * keys and limits, the parser's bounds, a shared table counted by a
+ * forked child and its parent together, and a published table read by
+ * another mapping (moatctl's view).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -158,6 +159,47 @@ test_shared_fork(void **st)
 	window_table_free(t);
 }
 
+/* Counts taken before and after window_publish() are in the file, and
+ * a reader that opens it sees a forked child's events; the file is made
+ * anew by the next publish (a restart forgets). */
+static void
+test_publish_open(void **st)
+{
+	struct window_table	*t = window_table_shared("unit", 1024), *r;
+	struct window_limit	 l = lim("100/1h");
+	uint64_t		 now = window_now_ms();
+	char			 dir[] = "/tmp/moat-window-XXXXXX", path[64],
+				 err[256];
+	pid_t			 pid;
+	int			 i, status;
+
+	(void)st;
+	assert_non_null(t);
+	assert_non_null(mkdtemp(dir));
+	for (i = 0; i < 5; i++)
+		(void)window_take(t, &l, "user", 4, 1, now);
+	assert_int_equal(window_publish(dir, err, sizeof(err)), 0);
+	if ((pid = fork()) == 0) {
+		for (i = 0; i < 7; i++)
+			(void)window_take(t, &l, "user", 4, 1, now);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	snprintf(path, sizeof(path), "%s/unit.win", dir);
+	assert_non_null(r = window_table_open(path, err, sizeof(err)));
+	assert_int_equal(window_peek(r, &l, "user", 4, now), 12);
+	assert_int_equal(window_peek(r, &l, "other", 5, now), 0);
+	window_table_free(r);
+	/* Not a table: refused with the path in the error. */
+	snprintf(path, sizeof(path), "%s", dir);
+	assert_null(window_table_open("/dev/null", err, sizeof(err)));
+	assert_non_null(strstr(err, "/dev/null"));
+	window_table_free(t);
+	snprintf(path, sizeof(path), "%s/unit.win", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -166,6 +208,7 @@ main(void)
 		cmocka_unit_test(test_burst_and_slide),
 		cmocka_unit_test(test_full_and_reuse),
 		cmocka_unit_test(test_shared_fork),
+		cmocka_unit_test(test_publish_open),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
