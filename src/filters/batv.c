@@ -13,9 +13,15 @@
  * a stale prvs address (a reply to it) is unwrapped all the same when
  * its signature is good, else left for recipient validation.
  *
- * Sign side: batv_sign() makes the tag; putting it on outbound mail needs
- * the core to rewrite MAIL FROM for relay and authenticated clients
- * before the queue stage (struct txn's from is the core's): not built.
+ * Sign side, at MAIL, with sign = yes: the envelope sender of a relay
+ * or authenticated client (the site's own outbound mail) whose domain is
+ * one of ours (s->ops->is_local) is rewritten in place to its prvs form
+ * (txn->from, which every delivery method and the log read), signed with
+ * key_number and valid for `lifetime` days, so the bounces it earns come
+ * back signed. Not signed: the null sender, a sender already tagged, a
+ * foreign domain (its bounces go elsewhere), one whose signed local part
+ * would pass 64 octets, and inbound clients (an outsider must not get a
+ * valid tag for our address from us).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -37,6 +43,7 @@ extern const struct filter filter_batv;
 struct batv_conf {
 	char		*key_file;
 	bool		 verify;
+	bool		 sign;
 	long long	 lifetime;	/* days */
 	long long	 key_number;	/* to sign with */
 };
@@ -51,6 +58,9 @@ static const struct opt batv_opts[] = {
 	    key_file), "secret keys, one a line, numbered from 0" },
 	{ "verify", OPT_BOOL, "no", 0, 0, offsetof(struct batv_conf, verify),
 	    "refuse bounces to local addresses without a valid prvs tag" },
+	{ "sign", OPT_BOOL, "no", 0, 0, offsetof(struct batv_conf, sign),
+	    "sign the envelope sender of relay and authenticated clients "
+	    "when its domain is local" },
 	{ "lifetime", OPT_INT, "7", 1, 365, offsetof(struct batv_conf,
 	    lifetime), "days a signed address stays valid" },
 	{ "key_number", OPT_INT, "0", 0, BATV_KEYS - 1, offsetof(struct
@@ -206,8 +216,9 @@ batv_init(const void *vconf, void **state, char *err, size_t errlen)
 		return -1;
 	*state = st;
 	if (conf->key_file[0] == '\0') {
-		if (conf->verify) {
-			snprintf(err, errlen, "verify = yes needs key_file");
+		if (conf->verify || conf->sign) {
+			snprintf(err, errlen, "verify = yes and sign = yes "
+			    "need key_file");
 			return -1;
 		}
 		return 0;
@@ -240,6 +251,38 @@ unwrap(struct rcpt *r, const char *orig)
 	    (int)(at - orig), orig);
 	snprintf(r->addr, sizeof(r->addr), "%s@%s", r->path.local,
 	    r->path.domain);
+}
+
+/* The site's own mail gets a signed envelope sender. */
+static struct verdict
+batv_mail(struct filter_call *c)
+{
+	const struct batv_conf	*conf = c->conf;
+	const struct batv_state	*st = c->state;
+	struct session		*s = c->s;
+	struct path		*f = &s->txn->from;
+	char			 addr[LIMIT_LOCAL_PART + LIMIT_DOMAIN + 2];
+	char			 out[sizeof(addr) + BATV_TAG_LEN];
+	const char		*at;
+
+	if (!conf->sign || !st->any || f->null || f->domain[0] == '\0' ||
+	    f->quoted || f->literal || !(s->trusted || s->authenticated) ||
+	    strncasecmp(f->local, "prvs=", 5) == 0 ||
+	    !s->ops->is_local(s->ops->policy_for(f->domain), f->domain))
+		return VERDICT(V_CONTINUE);
+	if ((size_t)snprintf(addr, sizeof(addr), "%s@%s", f->local,
+	    f->domain) >= sizeof(addr) ||
+	    batv_sign(st->keys.key[conf->key_number],
+	    st->keys.len[conf->key_number], (unsigned)conf->key_number, addr,
+	    batv_today() + conf->lifetime, out, sizeof(out)) == -1 ||
+	    (at = strrchr(out, '@')) == NULL ||
+	    (size_t)(at - out) >= sizeof(f->local))
+		return VERDICT(V_CONTINUE);
+	memcpy(f->local, out, (size_t)(at - out));
+	f->local[at - out] = '\0';
+	filter_evidence(s, &filter_batv, "batv", 0, 0, "from=%.60s signed",
+	    addr);
+	return VERDICT(V_CONTINUE);
 }
 
 static struct verdict
@@ -276,13 +319,14 @@ batv_rcpt(struct filter_call *c)
 
 const struct filter filter_batv = {
 	.name = "batv",
-	.summary = "refuse bounces to local addresses without a valid BATV "
-	    "prvs tag; unwrap signed recipients",
+	.summary = "sign outbound envelope senders with BATV prvs tags; "
+	    "refuse bounces to local addresses without a valid tag",
 	.opts = batv_opts,
 	.conf_size = sizeof(struct batv_conf),
 	.init = batv_init,
 	.fini = batv_fini,
 	.hook = {
+		[STAGE_MAIL] = batv_mail,
 		[STAGE_RCPT] = batv_rcpt,
 	},
 	.fail = FAIL_CONTINUE,

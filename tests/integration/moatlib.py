@@ -174,8 +174,10 @@ class Moat:
 class Client:
     """A raw SMTP client: exact bytes out, whole replies in."""
 
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10, source=None):
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout,
+            source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data):
@@ -241,8 +243,8 @@ class Client:
             pass
 
 
-def greet(port, helo="client.example.org"):
-    c = Client(port)
+def greet(port, helo="client.example.org", source=None):
+    c = Client(port, source=source)
     assert c.reply()[0] == 220
     c.cmd(f"EHLO {helo}", 250)
     return c

@@ -69,3 +69,56 @@ def test_normal_sender_unaffected(make_moat):
     c.close()
     assert len(m.delivered("alice")) == 1
     assert len(m.delivered("bob")) == 1
+
+
+def test_signing_round_trip(make_moat):
+    # A relay client's sender in a local domain is signed on the way out
+    # (Return-Path and the JSON log show the tag); the bounce that tag
+    # earns is accepted and reaches the sender, an unsigned one is not.
+    m = make_moat(
+        sections={"pipeline": {"filters": "relay batv recipients"},
+                  "batv": {"key_file": "batvkeys", "sign": "yes",
+                           "verify": "yes"},
+                  "relay": {"networks": "nets"}},
+        users=["alice@example.test", "bob@example.test"],
+        files={"batvkeys": KEY + "\n", "nets": "127.0.0.1/32\n"})
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<alice@example.test>", 250)
+    c.cmd("RCPT TO:<bob@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(message(subject="out") + ".\r\n")
+    assert c.reply()[0] == 250
+    # A foreign sender domain and the null sender are left alone.
+    c.cmd("MAIL FROM:<carol@example.org>", 250)
+    c.cmd("RCPT TO:<bob@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(message(subject="foreign") + ".\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    got = sorted(m.delivered("bob"), key=lambda b: b"Subject: out" not in b)
+    assert len(got) == 2
+    want = prvs("alice@example.test")
+    assert got[0].startswith(f"Return-Path: <{want}>".encode()), got[0][:80]
+    assert got[1].startswith(b"Return-Path: <carol@example.org>")
+    lines = m.events(want=2)
+    assert any(e.get("from") == want for e in lines), lines
+    # The bounce comes back from outside (127.0.0.2: not a relay client).
+    c = greet(m.port, source="127.0.0.2")
+    c.cmd("MAIL FROM:<>", 250)
+    c.cmd(f"RCPT TO:<{want}>", 250)
+    assert c.cmd("RCPT TO:<bob@example.test>")[0] == 550
+    c.cmd("DATA", 354)
+    c.send(message(subject="bounce") + ".\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    assert len(m.delivered("alice")) == 1
+    # An outsider's own mail from our domain is not signed for it.
+    c = greet(m.port, source="127.0.0.2")
+    c.cmd("MAIL FROM:<alice@example.test>", 250)
+    c.cmd("RCPT TO:<bob@example.test>", 250)
+    c.cmd("DATA", 354)
+    c.send(message(subject="inbound") + ".\r\n")
+    assert c.reply()[0] == 250
+    c.close()
+    got = [b for b in m.delivered("bob") if b"Subject: inbound" in b]
+    assert got and got[0].startswith(b"Return-Path: <alice@example.test>")
