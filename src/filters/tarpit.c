@@ -17,13 +17,24 @@
  * tarpitted at once (a flood of bad clients must not hold every slot);
  * past it a session goes undelayed. Authenticated and relay clients are
  * never tarpitted.
+ *
+ * Bad evidence counts too: every evidence_step points of the positive
+ * scores on the session's evidence (a DNSBL listing, a bad HELO, bad
+ * karma history) is one more bad event, so a listed client starts
+ * slowed and one with more against it waits longer; the same caps hold.
+ * And the seeds' tarpit patch: past the rcpt_after-th recipient of a
+ * transaction, every further RCPT reply waits rcpt_delay ms (or the
+ * error delay when that is longer), whatever the client's record: a
+ * client spraying recipients pays for each.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <event2/event.h>
 
 #include "../core/log.h"
+#include "../smtp/session.h"
 #include "filter.h"
 #include "policy.h"
 #include "tarpit.h"
@@ -53,6 +64,14 @@ static const struct opt tarpit_opts[] = {
 	{ "max_sessions", OPT_INT, "64", 0, 100000, offsetof(struct
 	    tarpit_conf, max_sessions), "sessions tarpitted at once, per "
 	    "worker" },
+	{ "evidence_step", OPT_FLOAT, "5", 0, 1000, offsetof(struct
+	    tarpit_conf, evidence_step), "positive evidence score that "
+	    "counts as one bad event (0: evidence is not counted)" },
+	{ "rcpt_after", OPT_INT, "50", 0, 100000, offsetof(struct
+	    tarpit_conf, rcpt_after), "recipients of a transaction before "
+	    "each further RCPT waits rcpt_delay (0: off)" },
+	{ "rcpt_delay", OPT_INT, "1000", 1, 60000, offsetof(struct
+	    tarpit_conf, rcpt_delay), "ms each RCPT past rcpt_after waits" },
 	OPT_END
 };
 
@@ -72,6 +91,32 @@ tarpit_delay(const struct tarpit_conf *conf, unsigned bad, long long spent)
 	if (d > conf->session_max - spent)
 		d = conf->session_max - spent;
 	return d;
+}
+
+unsigned
+tarpit_bad(const struct tarpit_conf *conf, unsigned errors, double sum)
+{
+	double extra;
+
+	if (conf->evidence_step <= 0 || sum <= 0)
+		return errors;
+	extra = sum / conf->evidence_step;
+	return errors + (extra > 1000 ? 1000 : (unsigned)extra);
+}
+
+/* The sum of the positive evidence scores on the session. */
+static double
+evidence_sum(const struct session *s)
+{
+	double	sum = 0;
+	size_t	i;
+
+	if (s->sev == NULL)
+		return 0;
+	for (i = 0; i < s->sev->nev && i < LIMIT_EVIDENCE; i++)
+		if (s->sev->ev[i].score > 0)
+			sum += s->sev->ev[i].score;
+	return sum;
 }
 
 static void
@@ -135,7 +180,7 @@ tarpit_arm(struct filter_call *c, struct tarpit_data *d, long long ms)
 }
 
 static struct verdict
-tarpit_hook(struct filter_call *c)
+tarpit_run(struct filter_call *c, bool rcpt)
 {
 	const struct tarpit_conf	*conf = c->conf;
 	struct tarpit_data		*d;
@@ -145,8 +190,14 @@ tarpit_hook(struct filter_call *c)
 	if (c->s->authenticated || c->s->trusted ||
 	    (d = tarpit_data(c)) == NULL)
 		return VERDICT(V_CONTINUE);
-	bad = c->s->errors;
-	if ((ms = tarpit_delay(conf, bad, d->spent)) == 0)
+	bad = tarpit_bad(conf, c->s->errors, evidence_sum(c->s));
+	ms = tarpit_delay(conf, bad, d->spent);
+	if (rcpt && conf->rcpt_after > 0 &&
+	    c->s->txn != NULL && c->s->txn->nrcpt > (size_t)conf->rcpt_after &&
+	    ms < conf->rcpt_delay && d->spent < conf->session_max)
+		ms = conf->rcpt_delay < conf->session_max - d->spent ?
+		    conf->rcpt_delay : conf->session_max - d->spent;
+	if (ms == 0)
 		return VERDICT(V_CONTINUE);
 	/* Below the pipeline's own timeout for a pending hook. */
 	cap = pipeline_active != NULL && pipeline_active->timeout > 1 ?
@@ -164,7 +215,8 @@ tarpit_hook(struct filter_call *c)
 		d->counted = true;
 		tarpit_active++;
 		filter_evidence(c->s, &filter_tarpit, "tarpit", 0, 0,
-		    "bad=%u first_delay_ms=%lld", bad, ms);
+		    "bad=%u rcpts=%zu first_delay_ms=%lld", bad,
+		    c->s->txn != NULL ? c->s->txn->nrcpt : 0, ms);
 	}
 	if (!tarpit_arm(c, d, ms))
 		return VERDICT(V_CONTINUE);
@@ -172,6 +224,18 @@ tarpit_hook(struct filter_call *c)
 	log_msg(LVL_DEBUG, c->s->id, "event=tarpit bad=%u delay_ms=%lld "
 	    "spent_ms=%lld", bad, ms, d->spent);
 	return VERDICT(V_PENDING);
+}
+
+static struct verdict
+tarpit_hook(struct filter_call *c)
+{
+	return tarpit_run(c, false);
+}
+
+static struct verdict
+tarpit_rcpt(struct filter_call *c)
+{
+	return tarpit_run(c, true);
 }
 
 const struct filter filter_tarpit = {
@@ -182,7 +246,7 @@ const struct filter filter_tarpit = {
 	.conf_size = sizeof(struct tarpit_conf),
 	.hook = {
 		[STAGE_MAIL] = tarpit_hook,
-		[STAGE_RCPT] = tarpit_hook,
+		[STAGE_RCPT] = tarpit_rcpt,
 		[STAGE_DATA] = tarpit_hook,
 	},
 	.cancel = tarpit_cancel,

@@ -10,6 +10,9 @@ struct tarpit_conf {
 	long long	max_delay;	/* ms, per reply */
 	long long	session_max;	/* ms, per session */
 	long long	max_sessions;	/* at once, per worker */
+	double		evidence_step;	/* score per bad event; 0: off */
+	long long	rcpt_after;	/* recipients before rcpt_delay */
+	long long	rcpt_delay;	/* ms, per recipient past it */
 };
 
 /*
@@ -20,5 +23,9 @@ struct tarpit_conf {
  */
 long long	tarpit_delay(const struct tarpit_conf *, unsigned bad,
 		    long long spent);
+/* Bad events: the session's errors plus one per evidence_step of the
+ * positive evidence scores (sum). */
+unsigned	tarpit_bad(const struct tarpit_conf *, unsigned errors,
+		    double sum);
 
 #endif

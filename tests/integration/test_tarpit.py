@@ -50,3 +50,35 @@ def test_tarpit_delays_only_the_bad_session(make_moat):
     assert time.monotonic() - t0 > 0.5    # still its own 1.2 s
     ev = m.events(want=1)
     assert ev
+
+
+def test_rcpt_after_and_bad_evidence(make_moat):
+    # A clean client: RCPTs past the 2nd of a transaction wait 400 ms.
+    # A client whose HELO is an address literal not its own (evidence
+    # scored 4, two bad events at evidence_step 2) is slowed from its
+    # first RCPT, with no refusal yet.
+    m = make_moat(workers=1, sections={
+        "pipeline": {"filters": "relay helo tarpit recipients"},
+        "helo": {"score_literal": "4", "reject_threshold": "0"},
+        "tarpit": {"after": "2", "delay": "300", "max_delay": "1200",
+                   "evidence_step": "2", "rcpt_after": "2",
+                   "rcpt_delay": "400"}},
+        users=["alice@example.test", "bob@example.test", "carol@example.test"])
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    took = []
+    for u in ("alice", "bob", "carol"):
+        t0 = time.monotonic()
+        c.cmd(f"RCPT TO:<{u}@example.test>", 250)
+        took.append(time.monotonic() - t0)
+    assert took[2] >= 0.39, took
+    assert took[0] < took[2] and took[1] < took[2], took
+    c.close()
+    c = greet(m.port, helo="[192.0.2.1]")
+    c.cmd("MAIL FROM:<a@example.org>", 250)
+    t0 = time.monotonic()
+    c.cmd("RCPT TO:<alice@example.test>", 250)
+    assert time.monotonic() - t0 >= 0.29
+    c.close()
+    ev = m.events(want=2)
+    assert any("tarpit" in str(e.get("evidence", "")) for e in ev), ev

@@ -3,8 +3,9 @@
  * doubling, capped per reply and per session), the hook at RCPT: no
  * delay for a clean session, PENDING with a timer armed for the right
  * time once the session has had errors (refused recipients), relay and
- * authenticated clients never delayed, the per-worker session cap, and
- * cancel and teardown leaving no timer behind.
+ * authenticated clients never delayed, the per-worker session cap,
+ * cancel and teardown leaving no timer behind, bad evidence counted as
+ * bad events, and the delay past the Nth recipient of a transaction.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@ extern const struct filter filter_tarpit;
 static void
 test_rule(void **st)
 {
-	struct tarpit_conf c = { 3, 1000, 8000, 20000, 64 };
+	struct tarpit_conf c = { 3, 1000, 8000, 20000, 64, 5, 0, 1000 };
 
 	(void)st;
 	assert_int_equal(tarpit_delay(&c, 0, 0), 0);
@@ -155,6 +156,57 @@ test_session_cap(void **st)
 	event_base_free(base);
 }
 
+/* Every evidence_step points of positive evidence is a bad event. */
+static void
+test_bad(void **st)
+{
+	struct tarpit_conf c = { 3, 1000, 8000, 20000, 64, 5, 0, 1000 };
+
+	(void)st;
+	assert_int_equal(tarpit_bad(&c, 1, 0), 1);
+	assert_int_equal(tarpit_bad(&c, 1, -20), 1);
+	assert_int_equal(tarpit_bad(&c, 1, 4.9), 1);
+	assert_int_equal(tarpit_bad(&c, 1, 10), 3);
+	assert_int_equal(tarpit_bad(&c, 0, 1e12), 1000);
+	c.evidence_step = 0;
+	assert_int_equal(tarpit_bad(&c, 2, 100), 2);
+}
+
+/* A session with no errors but a DNSBL listing's score is slowed; one
+ * past rcpt_after recipients is slowed whatever its record. */
+static void
+test_evidence_and_rcpts(void **st)
+{
+	struct harness		 h;
+	const char *const	 kv[] = { "after", "2", "delay", "400",
+	    "max_delay", "1000", "evidence_step", "3", "rcpt_after", "3",
+	    "rcpt_delay", "700", NULL };
+	long long		 ms;
+
+	(void)st;
+	pipeline_active = NULL;
+	assert_int_equal(harness_init(&h, &filter_tarpit, "example.test",
+	    kv), 0);
+	h.pl.timeout = 30;
+	h.s.base = event_base_new();
+	h.t.nrcpt = 1;
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_CONTINUE);
+	filter_evidence(&h.s, &filter_tarpit, "DNSBL_TEST", 6.5, 0, "x");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	ms = armed_ms(&h);
+	assert_true(ms > 300 && ms <= 400);
+	call_free(&h);
+	/* Clean record, the 4th recipient: rcpt_delay; not at MAIL. */
+	h.t.nrcpt = 4;
+	assert_int_equal(harness_call(&h, STAGE_MAIL), V_CONTINUE);
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	ms = armed_ms(&h);
+	assert_true(ms > 600 && ms <= 700);
+	call_free(&h);
+	event_base_free(h.s.base);
+	harness_free(&h);
+}
+
 int
 main(void)
 {
@@ -162,6 +214,8 @@ main(void)
 		cmocka_unit_test(test_rule),
 		cmocka_unit_test(test_hook),
 		cmocka_unit_test(test_session_cap),
+		cmocka_unit_test(test_bad),
+		cmocka_unit_test(test_evidence_and_rcpts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
