@@ -6,7 +6,7 @@
 #
 # MOAT_BENCH_FILTERS replaces the [pipeline] filters and MOAT_BENCH_EXTRA
 # names a file of further sections appended to the config (moat-dns-start.sh
-# uses both). With --loglevel info (BENCH_LOGLEVEL=info) the human log is
+# uses both; moat-state-start.sh also MOAT_BENCH_PASS). With --loglevel info (BENCH_LOGLEVEL=info) the human log is
 # at info and the JSON log goes to $BENCH_RUN_DIR/json.log.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,4 +44,9 @@ route = ${BENCH_SINK_HOST:?}:${BENCH_SINK_PORT:?}
 starttls = no
 CONF
 [ -n "${MOAT_BENCH_EXTRA:-}" ] && cat "$MOAT_BENCH_EXTRA" >> "$RUN/moat.conf"
+# MOAT_BENCH_PASS: a greylist pool passed before the start (moat-state).
+if [ -n "${MOAT_BENCH_PASS:-}" ]; then
+	"$ROOT/build/moatctl" -c "$RUN/moat.conf" greylist pass \
+	    "$MOAT_BENCH_PASS" >/dev/null
+fi
 exec "$ROOT/build/moatd" -c "$RUN/moat.conf"

@@ -8,6 +8,7 @@
 #   MOAT_BASELINE=/tmp/old bench/smtp/run.sh throughput --suts moat,moat-base
 #   bench/smtp/run.sh throughput --dns --suts moat,moat-dns,postfix,postfix-dns
 #   bench/smtp/run.sh throughput --scan --suts moat,moat-scan,haraka,haraka-scan
+#   bench/smtp/run.sh throughput --suts moat,moat-state
 #
 # The harness is used from a scratch copy under /tmp (it reads SUTs from its
 # own folder); nothing of it is kept in this repository. Results of every
@@ -35,6 +36,9 @@ sed -e "s#@ROOT@#$ROOT#g" -e 's/@PORT@/12533/' -e 's/@CACHE@/0/' \
     -e 's/@DESC@/, no DNS cache in moatd/' \
     "$ROOT/bench/smtp/moat-dns.sut.in" > "$WORK/harness/suts/moat-dns-nocache.sut"
 ln -sfn "$(cd "$SHARED/.." && pwd)/dns" "$WORK/dns"
+# moat with the stateful defenses (ratelimit, greylist, karma): the cost of
+# the state, against plain moat in the same run.
+sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat-state.sut.in" > "$WORK/harness/suts/moat-state.sut"
 # moat with the content scanners (peer: the harness's haraka-scan; both need
 # --scan, which starts the shared ../scan's clamd and spamd).
 sed "s#@ROOT@#$ROOT#g" "$ROOT/bench/smtp/moat-scan.sut.in" > "$WORK/harness/suts/moat-scan.sut"

@@ -228,6 +228,22 @@ where_is(const struct load_ctx *lc, const char *sect, char *out, size_t n)
 	snprintf(out, n, "%s", lc->cf->path);
 }
 
+/* Whether "mode = val" is the generic key below: enforce and observe
+ * always are; any other value is the filter's own `mode` option when it
+ * has one (greylist: off, selective, always). */
+static bool
+generic_mode(const struct filter *f, const char *val)
+{
+	const struct opt *o;
+
+	if (strcmp(val, "observe") == 0 || strcmp(val, "enforce") == 0)
+		return true;
+	for (o = f->opts; o != NULL && o->key != NULL; o++)
+		if (strcmp(o->key, "mode") == 0)
+			return false;
+	return true;
+}
+
 /* "mode = enforce|observe", a key every filter section has. */
 static int
 set_mode(struct policy *p, const struct filter *f, const char *val,
@@ -376,7 +392,7 @@ on_key(void *ctx, const char *sect, const char *key, const char *val,
 		return add_override(lc, d, key, val, line);
 	}
 	if ((f = filter_find(sect)) != NULL) {
-		if (strcmp(key, "mode") == 0)
+		if (strcmp(key, "mode") == 0 && generic_mode(f, val))
 			return set_mode(def, f, val, err, errlen);
 		return set_checked(f->opts, def->conf[filter_index(f)], sect,
 		    key, val, lc->dir, err, errlen);
@@ -489,7 +505,8 @@ apply_overrides(struct load_ctx *lc, char *err, size_t errlen)
 			r = set_checked(deliver_opts, p->delivery, name,
 			    dot + 1, o->value, lc->dir, msg, sizeof(msg));
 		else if ((f = filter_find(name)) != NULL &&
-		    strcmp(dot + 1, "mode") == 0)
+		    strcmp(dot + 1, "mode") == 0 &&
+		    generic_mode(f, o->value))
 			r = set_mode(p, f, o->value, msg, sizeof(msg));
 		else if (f != NULL)
 			r = set_checked(f->opts, p->conf[filter_index(f)],
