@@ -233,7 +233,7 @@ tpool_stop(void)
 	/* In the order work flows: a scoring job's done() may queue
 	 * learning, and a finished step may queue a delivery. */
 	static const enum tpool_id order[] = { TPOOL_CONTENT, TPOOL_LEARN,
-	    TPOOL_DELIVERY };
+	    TPOOL_STORE, TPOOL_DELIVERY };
 	size_t i;
 
 	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++)

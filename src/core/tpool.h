@@ -22,6 +22,7 @@ enum tpool_id {
 	TPOOL_CONTENT,	/* MIME reads and scoring (filters/bayes.c) */
 	TPOOL_LEARN,	/* learning and refits, one LMDB writer (bayes.c) */
 	TPOOL_AUTH,	/* password hash checks (smtp/auth_smtp.c) */
+	TPOOL_STORE,	/* the store's batched writes (store/shared.c) */
 	TPOOL_COUNT
 };
 

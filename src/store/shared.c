@@ -233,7 +233,7 @@ writer_kick(struct store *st)
 	if ((j = calloc(1, sizeof(*j))) != NULL) {
 		j->st = st;
 		j->head = wq_head;
-		if (tpool_submit_to(TPOOL_LEARN, writer_work, writer_done,
+		if (tpool_submit_to(TPOOL_STORE, writer_work, writer_done,
 		    j) == 0) {
 			wq_head = wq_tail = NULL;
 			wq_running = true;
@@ -260,9 +260,12 @@ int
 store_batch_submit(struct store *st, struct event_base *base,
     struct store_batch *b)
 {
-	if (!tpool_running(TPOOL_LEARN)) {
-		/* One thread: LMDB runs one writer at a time anyway. */
-		if (tpool_start_pool(TPOOL_LEARN, base, 1, 0) == -1)
+	if (!tpool_running(TPOOL_STORE)) {
+		/* One thread: LMDB runs one writer at a time anyway. Not
+		 * the classifier's learning thread: a batch of greylist or
+		 * karma writes must not queue behind a training job's
+		 * tokenizing (only behind its commit, LMDB's one lock). */
+		if (tpool_start_pool(TPOOL_STORE, base, 1, 0) == -1)
 			return -1;
 	}
 	wq_base = base;

@@ -143,7 +143,7 @@ long long	 store_disk_size(struct store *);
  *  - a batch of reads may run directly on the loop (store_batch_run): an
  *    LMDB read is a memory-mapped B-tree walk with no lock;
  *  - a batch that writes is queued (store_batch_submit) for the host's
- *    LMDB writer thread (the TPOOL_LEARN pool: LMDB has one writer at a
+ *    LMDB writer thread (the TPOOL_STORE pool: LMDB has one writer at a
  *    time anyway), which runs every batch queued meanwhile in one write
  *    transaction: one commit (one fsync) for many batches.
  * The caller owns the batch; after submitting it must keep it until
