@@ -21,9 +21,11 @@ def test_tarpit_delays_only_the_bad_session(make_moat):
         took.append(time.monotonic() - t0)
         assert code == 550
     # Two refusals undelayed, then 0.3, 0.6, 1.2, 1.2 s.
-    assert took[0] < 0.2 and took[1] < 0.2, took
+    # (bounds leave room for a loaded host under ASan: what is tested is
+    # no delay, then the doubling and its cap)
+    assert took[0] < 0.29 and took[1] < 0.29, took
     for got, want in zip(took[2:], (0.3, 0.6, 1.2, 1.2)):
-        assert want - 0.05 <= got <= want + 0.4, took
+        assert want - 0.05 <= got <= want + 0.9, took
 
     # While the bad session waits 1.2 s, a good one goes through.
     good_took = []
@@ -44,7 +46,7 @@ def test_tarpit_delays_only_the_bad_session(make_moat):
     th = threading.Thread(target=good)
     th.start()
     th.join(5)
-    assert good_took and good_took[0] < 0.5, good_took
+    assert good_took and good_took[0] < 0.9, good_took
     t0 = time.monotonic()
     assert bad.reply()[0] == 550
     assert time.monotonic() - t0 > 0.5    # still its own 1.2 s
