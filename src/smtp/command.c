@@ -251,7 +251,10 @@ command_line(struct session *s, char *line, size_t len)
 		reply_error(s, 503, "5.5.1", s->state == ST_BDAT_NEXT ?
 		    "Only BDAT, RSET, NOOP or QUIT while a message is being "
 		    "sent in chunks" : s->state == ST_BDAT_FAILED ?
-		    "Transaction failed; send RSET" : commands[i].wrong !=
+		    "Transaction failed; send RSET" :
+		    commands[i].verb == VERB_MAIL && (s->state == ST_MAIL ||
+		    s->state == ST_RCPT) ? "Sender already specified (nested "
+		    "MAIL; send RSET to start over)" : commands[i].wrong !=
 		    NULL ? commands[i].wrong : "Bad sequence of commands");
 		return;
 	}

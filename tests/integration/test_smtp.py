@@ -43,14 +43,19 @@ def test_small_commands(moat):
 def test_sequence_errors(moat):
     c = Client(moat.port)
     c.reply()
-    assert c.text("MAIL FROM:<a@example.org>").startswith("503 5.5.1")
+    assert c.text("MAIL FROM:<a@example.org>") == \
+        "503 5.5.1 Send HELO/EHLO first"
     c.cmd("EHLO x", 250)
     assert c.text("RCPT TO:<alice@example.test>").startswith("503 5.5.1")
     assert c.text("DATA").startswith("503 5.5.1")
     c.cmd("MAIL FROM:<a@example.org>", 250)
-    assert c.text("MAIL FROM:<a@example.org>").startswith("503 5.5.1")
+    # A nested MAIL says so (not "Send HELO/EHLO first").
+    assert c.text("MAIL FROM:<a@example.org>").startswith(
+        "503 5.5.1 Sender already specified")
     assert c.text("DATA").startswith("554 5.5.1")  # no recipient yet
     c.cmd("RCPT TO:<nobody@example.test>", 550)
+    assert c.text("MAIL FROM:<b@example.org>").startswith(
+        "503 5.5.1 Sender already specified")
     assert c.text("DATA") == "554 5.5.1 No valid recipients"
 
 
