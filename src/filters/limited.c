@@ -129,24 +129,24 @@ limited_init(const void *vconf, void **state, char *err, size_t errlen)
 
 	*state = NULL;
 	if (limited_sep_check(conf->sep) == -1) {
-		snprintf(err, errlen, "separator \"%.20s\": 1 to %d "
+		snprintf(err, errlen, "limited: separator \"%.20s\": 1 to %d "
 		    "punctuation characters other than @, \" and \\",
 		    conf->sep, LIMITED_SEP_MAX);
 		return -1;
 	}
 	if (limited_keyword_check(conf->count_kw) == -1 ||
 	    limited_keyword_check(conf->date_kw) == -1) {
-		snprintf(err, errlen, "count_keyword, date_keyword: 1 to %d "
+		snprintf(err, errlen, "limited: count_keyword, date_keyword: 1 to %d "
 		    "letters, digits, - or _", LIMITED_KEYWORD_MAX);
 		return -1;
 	}
 	if (strcasecmp(conf->count_kw, conf->date_kw) == 0) {
-		snprintf(err, errlen, "count_keyword and date_keyword are "
+		snprintf(err, errlen, "limited: count_keyword and date_keyword are "
 		    "both \"%.32s\"", conf->count_kw);
 		return -1;
 	}
 	if (limited_format_check(conf->date_fmt, why, sizeof(why)) == -1) {
-		snprintf(err, errlen, "date_format \"%.32s\": %s",
+		snprintf(err, errlen, "limited: date_format \"%.32s\": %s",
 		    conf->date_fmt, why);
 		return -1;
 	}

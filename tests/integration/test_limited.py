@@ -5,9 +5,10 @@ validation; a [domain] section changes the separator and date format.
 Counts live in the store, reserved at RCPT through its one writer: two
 workers racing for the last count never let more than N through, and a
 transaction that ends without its message gives its count back."""
+import subprocess
 import time
 
-from moatlib import dot_stuff, greet, message
+from moatlib import MOATD, dot_stuff, greet, message
 
 
 def limited_moat(make_moat):
@@ -120,3 +121,20 @@ def test_race_for_the_last_count(make_moat):
         c.close()
     assert len(m.delivered("bob")) == 3
     assert m.sanitizer_report() == ""
+
+
+def test_bad_options_refused_at_load(make_moat):
+    """A bad separator, date format or max_count: moatd -t fails and
+    names the file and line."""
+    for key, val in (("separator", "x"), ("date_format", "DD-MM-YY"),
+                     ("max_count", "0")):
+        m = make_moat(start=False,
+                      sections={"pipeline": {"filters":
+                                             "relay limited recipients"}},
+                      server={"local_domains": "example.test other.test"},
+                      extra=f"\n[domain other.test]\nlimited.{key} = {val}\n")
+        out = subprocess.run([MOATD, "-t", "-c", m.conf],
+                             capture_output=True, text=True, timeout=10)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0, (key, text)
+        assert "moat.conf:" in text and key in text, (key, text)
