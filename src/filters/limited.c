@@ -136,13 +136,14 @@ limited_init(const void *vconf, void **state, char *err, size_t errlen)
 	}
 	if (limited_keyword_check(conf->count_kw) == -1 ||
 	    limited_keyword_check(conf->date_kw) == -1) {
-		snprintf(err, errlen, "limited: count_keyword, date_keyword: 1 to %d "
-		    "letters, digits, - or _", LIMITED_KEYWORD_MAX);
+		snprintf(err, errlen, "limited: count_keyword, "
+		    "date_keyword: 1 to %d letters, digits, - or _",
+		    LIMITED_KEYWORD_MAX);
 		return -1;
 	}
 	if (strcasecmp(conf->count_kw, conf->date_kw) == 0) {
-		snprintf(err, errlen, "limited: count_keyword and date_keyword are "
-		    "both \"%.32s\"", conf->count_kw);
+		snprintf(err, errlen, "limited: count_keyword and "
+		    "date_keyword are both \"%.32s\"", conf->count_kw);
 		return -1;
 	}
 	if (limited_format_check(conf->date_fmt, why, sizeof(why)) == -1) {
