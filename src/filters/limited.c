@@ -522,17 +522,23 @@ limited_disconnect(struct filter_call *c)
 	return VERDICT(V_CONTINUE);
 }
 
-/* A reservation that timed out: done() finds the step gone and gives
- * the count back. */
+/* A reservation that timed out: the recipient passes unwrapped (no
+ * opinion, as for a store that cannot be written) and done(), finding
+ * the step gone, gives the count back. */
 static void
 limited_cancel(struct filter_call *c)
 {
-	struct lim_data *ld = filter_data(c->s, &filter_limited);
+	struct lim_data	*ld = filter_data(c->s, &filter_limited);
+	struct rcpt	*r = c->s->txn != NULL ? c->s->txn->cur : NULL;
 
-	if (ld != NULL && ld->job != NULL) {
-		ld->job->ld = NULL;
-		ld->job = NULL;
-	}
+	if (ld == NULL || ld->job == NULL)
+		return;
+	log_msg(LVL_WARN, c->s->id, "event=limited_store action=count "
+	    "error=\"timed out\"");
+	if (r != NULL && ld->job->seq == c->s->txn->seq)
+		unwrap(r, ld->job->user_len);
+	ld->job->ld = NULL;
+	ld->job = NULL;
 }
 
 const struct filter filter_limited = {
