@@ -179,6 +179,11 @@ build/fuzz/fuzz_lists: tests/fuzz/fuzz_lists.c src/filters/lists_file.c \
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^ -lpcre2-8 -lcdb
 
+# The limited filter's address parser: the RCPT local part.
+build/fuzz/fuzz_limited: tests/fuzz/fuzz_limited.c src/filters/limited_parse.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^
+
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $^

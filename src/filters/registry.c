@@ -23,6 +23,7 @@ extern const struct filter filter_spamassassin;
 extern const struct filter filter_clamav;
 extern const struct filter filter_ratelimit;
 extern const struct filter filter_batv;
+extern const struct filter filter_limited;
 extern const struct filter filter_tarpit;
 extern const struct filter filter_karma;
 extern const struct filter filter_score;
@@ -45,6 +46,7 @@ const struct filter *const filter_registry[] = {
 	&filter_clamav,
 	&filter_ratelimit,
 	&filter_batv,
+	&filter_limited,
 	&filter_tarpit,
 	&filter_karma,
 	&filter_score,
