@@ -527,6 +527,46 @@ bad:
 	return 0;
 }
 
+/* Filters that rewrite a recipient in place (a prvs tag, a limited
+ * address) must run before the filter that validates it. */
+static const struct {
+	const char	*first, *then, *why;
+} order_rules[] = {
+	{ "batv", "recipients", "it unwraps prvs recipients" },
+	{ "limited", "recipients", "it rewrites user.N.count@ to user@" },
+};
+
+static int
+filter_pos(const struct pipeline *pl, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < pl->n; i++)
+		if (strcmp(pl->order[i]->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int
+check_order(struct load_ctx *lc, char *err, size_t errlen)
+{
+	size_t	i;
+	int	a, b;
+
+	for (i = 0; i < sizeof(order_rules) / sizeof(order_rules[0]); i++) {
+		a = filter_pos(lc->cf->pl, order_rules[i].first);
+		b = filter_pos(lc->cf->pl, order_rules[i].then);
+		if (a != -1 && b != -1 && a > b) {
+			snprintf(err, errlen, "%s:%d: [pipeline] filters: %s "
+			    "must come before %s (%s)", lc->cf->path,
+			    lc->filters_line, order_rules[i].first,
+			    order_rules[i].then, order_rules[i].why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int
 build_order(struct load_ctx *lc, char *err, size_t errlen)
 {
@@ -560,7 +600,7 @@ build_order(struct load_ctx *lc, char *err, size_t errlen)
 		    lc->cf->path, lc->filters_line);
 		return -1;
 	}
-	return 0;
+	return check_order(lc, err, errlen);
 }
 
 /*

@@ -428,31 +428,6 @@ date_rcpt(struct filter_call *c, const struct limited_addr *a)
 	return VERDICT(V_CONTINUE);
 }
 
-/* The loader cannot tell a filter where it stands in [pipeline]: a
- * limited placed after recipients (which then refuses every limited
- * address as unknown) is logged once per worker. */
-static void
-order_check(void)
-{
-	static bool	 checked;
-	size_t		 i;
-
-	if (checked || pipeline_active == NULL)
-		return;
-	checked = true;
-	for (i = 0; i < pipeline_active->n; i++) {
-		if (pipeline_active->order[i] == &filter_limited)
-			return;
-		if (strcmp(pipeline_active->order[i]->name,
-		    "recipients") == 0) {
-			log_msg(LVL_WARN, 0, "event=limited_order "
-			    "error=\"limited runs after recipients in "
-			    "[pipeline]: put it before\"");
-			return;
-		}
-	}
-}
-
 static struct verdict
 limited_rcpt(struct filter_call *c)
 {
@@ -461,7 +436,6 @@ limited_rcpt(struct filter_call *c)
 	struct limited_addr		 a;
 	struct limited_form		 f;
 
-	order_check();
 	if (c->s->txn == NULL || (r = c->s->txn->cur) == NULL)
 		return VERDICT(V_CONTINUE);
 	if (!conf->enabled || !r->local || r->path.quoted ||

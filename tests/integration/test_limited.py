@@ -138,3 +138,19 @@ def test_bad_options_refused_at_load(make_moat):
         text = out.stdout + out.stderr
         assert out.returncode != 0, (key, text)
         assert "moat.conf:" in text and key in text, (key, text)
+
+
+def test_order_after_recipients_refused_at_load(make_moat):
+    """limited (and batv) after recipients would never see their
+    addresses: the loader refuses the order, naming [pipeline]'s line."""
+    for filters in ("relay recipients limited", "relay recipients batv"):
+        m = make_moat(start=False,
+                      sections={"pipeline": {"filters": filters}})
+        out = subprocess.run([MOATD, "-t", "-c", m.conf],
+                             capture_output=True, text=True, timeout=10)
+        assert out.returncode == 1, out.stdout
+        line = open(m.conf).read().splitlines().index(
+            f"filters = {filters}") + 1
+        assert f"moat.conf:{line}: [pipeline] filters: " in out.stderr, \
+            out.stderr
+        assert "must come before recipients" in out.stderr
