@@ -1481,6 +1481,8 @@ main(int argc, char **argv)
 	/* rate reads the published counters: no store either. */
 	if (strcmp(argv[i], "rate") == 0 && !(i + 1 < argc &&
 	    is_help(argv[i + 1]))) {
+		if (argc - i - 1 < 1 || argc - i - 1 > 2)
+			usage();
 		if ((cf = conf_load(path != NULL ? path : DEFAULT_CONF, err,
 		    sizeof(err))) == NULL) {
 			fprintf(stderr, "moatctl: %s\n", err);
