@@ -51,6 +51,7 @@
 #include "../core/window.h"
 #include "../store/store.h"
 #include "filter.h"
+#include "policy.h"
 #include "ratelimit.h"
 
 #define RL_CELLS	65536	/* 1 MB shared, for every policy */
@@ -547,6 +548,15 @@ rl_suspended(struct filter_call *c, struct ratelimit_data *d,
 	    "Account suspended");
 }
 
+/* True when the policy observes this filter (pipeline.c turns its
+ * refusals into would_reject): nothing may be written then. */
+static bool
+rl_observed(const struct filter_call *c)
+{
+	return c->policy != NULL && (c->policy->observe_all ||
+	    c->policy->observe[filter_index(&filter_ratelimit)]);
+}
+
 /* Counts an outbound event; past the limit 451, or the suspension. */
 static struct verdict
 rl_out(struct filter_call *c, enum rl_kind k, enum stage st)
@@ -560,6 +570,10 @@ rl_out(struct filter_call *c, enum rl_kind k, enum stage st)
 	r = rl_take(c, k, out_subject(c->s), c->s->authenticated);
 	if (r.allowed)
 		return VERDICT(V_CONTINUE);
+	/* Observed, the suspension is only what would have been. */
+	if (rs->suspend && rl_observed(c))
+		return rl_reply(c, st, V_DENY, 550, conf->suspend_text, "",
+		    "Account suspended");
 	if (rs->suspend) {
 		d = rl_data(c);
 		rl_suspend(c, d, k);

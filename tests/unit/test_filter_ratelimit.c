@@ -323,6 +323,13 @@ test_suspend(void **st)
 	assert_int_equal(store_commit(t), 0);
 	assert_int_equal(call(&h, STAGE_MAIL).smtp, 550);
 	session_clean(&h);
+	/* Observed: the refusal is only reported, nobody is suspended. */
+	h.pol.observe[filter_index(&filter_ratelimit)] = true;
+	snprintf(h.s.auth_user, sizeof(h.s.auth_user), "oscar");
+	assert_int_equal(call(&h, STAGE_MAIL).code, V_CONTINUE);
+	assert_int_equal(call(&h, STAGE_MAIL).smtp, 550);
+	assert_int_equal(call(&h, STAGE_RCPT).code, V_CONTINUE);
+	session_clean(&h);
 	harness_free(&h);
 	store_close(s);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
