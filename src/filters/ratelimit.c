@@ -139,7 +139,8 @@ static const struct opt ratelimit_opts[] = {
 	    "refused" },
 	{ "bounce_text", OPT_STR, "Too many bounces to this recipient, "
 	    "refused for %s", 0, 0, offsetof(struct ratelimit_conf,
-	    bounce_text), "550 5.7.1 text for a held bounce; %s the time left" },
+	    bounce_text),
+	    "550 5.7.1 text for a held bounce; %s the time left" },
 	{ "top_retention", OPT_INT, "48", 0, 24 * 366,
 	    offsetof(struct ratelimit_conf, top_retention),
 	    "hours the per-hour outbound counters (moatctl top-senders) are "
