@@ -36,6 +36,7 @@
 #include "greylist_cmd.h"
 #include "karma_cmd.h"
 #include "quarantine_cmd.h"
+#include "ratelimit_cmd.h"
 #include "services_cmd.h"
 
 #define LEARN_BATCH	500
@@ -86,6 +87,10 @@ help(void)
 "    moatctl [-c FILE] quarantine learn ID --spam|--ham\n"
 "    moatctl [-c FILE] quarantine trim\n"
 "    moatctl [-c FILE] services\n"
+"    moatctl [-c FILE] [--db DIR] suspend list | add SUBJECT [REASON...]\n"
+"                                         | lift SUBJECT [--json]\n"
+"    moatctl [-c FILE] [--db DIR] top-senders [--hours N] [--json]\n"
+"    moatctl [-c FILE] rate IP|USER|ADDRESS [--json]\n"
 "    moatctl -h | --help | help\n"
 "\n"
 "DESCRIPTION\n"
@@ -125,6 +130,17 @@ help(void)
 "    services                each worker's view of the external services\n"
 "                            (clamd, spamd): state up/degraded/down, since,\n"
 "                            requests, failures (<var_dir>/svc)\n"
+"    suspend list            outbound users and relay clients suspended\n"
+"                            by [ratelimit] out_action = suspend\n"
+"    suspend add SUBJECT [REASON...]\n"
+"                            suspend a user or relay client address\n"
+"    suspend lift SUBJECT    let it send again\n"
+"    top-senders             messages and recipients per outbound user\n"
+"                            or relay client, most first\n"
+"        --hours N           over the last N hours (default 24)\n"
+"    rate SUBJECT            each [ratelimit] limit counting an IP, a user\n"
+"                            or an address, with its count now\n"
+"                            (<var_dir>/run/ratelimit.win)\n"
 "    quarantine list         messages kept at end of data, oldest first:\n"
 "                            ID, time, state, score, size, reason,\n"
 "                            sender, first recipient\n"
@@ -189,8 +205,12 @@ usage(void)
 	    "       %s"
 	    "       %s"
 	    "       %s"
+	    "       %s"
+	    "       %s"
+	    "       %s"
 	    "       moatctl -h | --help\n", quarantine_cmd_usage,
-	    greylist_cmd_usage, block_cmd_usage);
+	    greylist_cmd_usage, block_cmd_usage, suspend_cmd_usage,
+	    top_senders_cmd_usage, rate_cmd_usage);
 	exit(2);
 }
 
@@ -1458,13 +1478,29 @@ main(int argc, char **argv)
 		conf_free(cf);
 		return rc;
 	}
+	/* rate reads the published counters: no store either. */
+	if (strcmp(argv[i], "rate") == 0 && !(i + 1 < argc &&
+	    is_help(argv[i + 1]))) {
+		if (argc - i - 1 < 1 || argc - i - 1 > 2)
+			usage();
+		if ((cf = conf_load(path != NULL ? path : DEFAULT_CONF, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "moatctl: %s\n", err);
+			return 1;
+		}
+		rc = rate_cmd(cf, argc - i - 1, argv + i + 1);
+		conf_free(cf);
+		return rc;
+	}
 	if (strcmp(argv[i], "help") == 0 ||
 	    (i + 1 < argc && is_help(argv[i + 1])))
 		help();
 	if (strcmp(argv[i], "learn") != 0 &&
 	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0 &&
 	    strcmp(argv[i], "quarantine") != 0 &&
-	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0)
+	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0 &&
+	    strcmp(argv[i], "suspend") != 0 &&
+	    strcmp(argv[i], "top-senders") != 0)
 		usage();
 	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
 		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
@@ -1506,6 +1542,10 @@ main(int argc, char **argv)
 		rc = greylist_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "block") == 0)
 		rc = block_cmd(c.st, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "suspend") == 0)
+		rc = suspend_cmd(c.st, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "top-senders") == 0)
+		rc = top_senders_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "quarantine") == 0)
 		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
 		    argv + i + 1);
