@@ -125,6 +125,13 @@ help(void)
 "    services                each worker's view of the external services\n"
 "                            (clamd, spamd): state up/degraded/down, since,\n"
 "                            requests, failures (<var_dir>/svc)\n"
+"    block list              karma's blocks: client, until, time left,\n"
+"                            offences, reason\n"
+"    block add IP [--for D] [REASON]\n"
+"                            block a client (D: 90s, 30m, 4h, 2d)\n"
+"    block remove IP         unblock a client\n"
+"    client IP [--json]      a client's block, offences and karma window\n"
+"                            counts (<var_dir>/run/karma.win)\n"
 "    quarantine list         messages kept at end of data, oldest first:\n"
 "                            ID, time, state, score, size, reason,\n"
 "                            sender, first recipient\n"
@@ -1464,7 +1471,8 @@ main(int argc, char **argv)
 	if (strcmp(argv[i], "learn") != 0 &&
 	    strcmp(argv[i], "classify") != 0 && strcmp(argv[i], "stats") != 0 &&
 	    strcmp(argv[i], "quarantine") != 0 &&
-	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0)
+	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0 &&
+	    strcmp(argv[i], "client") != 0)
 		usage();
 	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
 		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
@@ -1506,6 +1514,8 @@ main(int argc, char **argv)
 		rc = greylist_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "block") == 0)
 		rc = block_cmd(c.st, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "client") == 0)
+		rc = karma_client_cmd(cf, c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "quarantine") == 0)
 		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
 		    argv + i + 1);
