@@ -147,7 +147,7 @@ static const struct opt karma_opts[] = {
 	{ "greytraps", OPT_PATH, "", 0, 0,
 	    offsetof(struct karma_conf, greytraps),
 	    "file of trap addresses, one per line (exact, no case)" },
-	{ "trap_weight", OPT_INT, "10", 1, 1000,
+	{ "trap_weight", OPT_INT, "10", 0, 1000,
 	    offsetof(struct karma_conf, trap_weight),
 	    "bad attempts a connection with a RCPT to a greytrap counts as" },
 	{ "trap_block", OPT_BOOL, "yes", 0, 0,
@@ -666,8 +666,9 @@ karma_settle(struct filter_call *c, struct karma_data *d, bool ending)
 		return;
 	if (d->bad == 0 && d->counted == 0)
 		why = karma_conn_bad(c);
-	want = d->trap ? (unsigned)conf->trap_weight :
-	    d->bad > 0 || why != NULL || d->counted > 0 ? 1 : 0;
+	want = d->bad > 0 || why != NULL || d->counted > 0 ? 1 : 0;
+	if (d->trap && (unsigned)conf->trap_weight > want)
+		want = (unsigned)conf->trap_weight;
 	if (want > d->counted)
 		bad = want - d->counted;
 	else if (ending && d->counted == 0 && (d->good > 0 ||
