@@ -685,6 +685,12 @@ karma_settle(struct filter_call *c, struct karma_data *d, bool ending)
 	    "good", y.total, y.bad);
 	if (d->blocked || !karma_decide(&ks->rule, y))
 		return;
+	/* Not read when karma's connect hook did not run (an earlier
+	 * filter refused the connection): a client blocked already is not
+	 * blocked again, which would count an offence. */
+	karma_read(c, d);
+	if (d->blocked)
+		return;
 	snprintf(r, sizeof(r), "%.0f bad of %.0f connections", y.bad,
 	    y.total);
 	karma_block(c, d, conf->block, r);

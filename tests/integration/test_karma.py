@@ -305,3 +305,33 @@ def test_relay_client_never_blocked(make_moat):
             ["trap@example.test"])
     assert refused_at_connect(m.port, src, wait=0.5) is None
     assert "event=karma action=block" not in m.log()
+
+
+def test_ratelimit_refusals_counted(make_moat):
+    """Connections refused by the rate limit at connect (before karma)
+    are bad: four block the client; more of them while it is blocked do
+    not block it again (that would count a second offence)."""
+    secs = dict(SECTIONS, pipeline={"filters": "relay ratelimit recipients "
+                                               "karma"},
+                ratelimit={"in_connections": "1/1h"})
+    m = make_moat(sections=secs, files=FILES)
+    src = "127.0.0.24"
+    c, code, _ = connect(m.port, src)       # the one allowed: no outcome
+    assert code == 220
+    c.close()
+    for _ in range(4):
+        c, code, _ = connect(m.port, src)
+        assert code == 421
+        c.close()
+    end = time.monotonic() + 5
+    while f"{src} until=" not in ctl(m, "list").stdout:
+        assert time.monotonic() < end, m.log()
+        time.sleep(0.05)
+    assert "reason=\"4 bad of 4 connections\" ttl=600 offence=1" in m.log()
+    for _ in range(2):
+        c, code, _ = connect(m.port, src)
+        assert code == 421
+        c.close()
+    j = client_json(m, src, lambda j: j["window"]["bad"] >= 6)
+    assert j["window"]["bad"] == 6 and j["offences"] == 1, j
+    assert m.log().count("event=karma action=block") == 1, m.log()
