@@ -7,8 +7,10 @@ connect; the block ends after its (short) time and a repeat offender is
 blocked for twice as long; an early talker's connection counts as bad
 and its history is KARMA_BAD evidence; a greytrap hit blocks at once;
 delay-deny (at_rcpt) keeps postmaster@ reachable; moatctl block
-add/list/remove and moatctl client against the running daemon; a relay
-client is never blocked."""
+add/list/remove and moatctl client against the running daemon;
+connections refused by the rate limit at connect count as bad, and a
+client blocked already is not blocked twice; a relay client is never
+blocked."""
 import json
 import os
 import socket
