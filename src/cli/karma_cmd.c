@@ -4,11 +4,13 @@
  * filter keeps in the store ("block:CLIENT", "offence:CLIENT",
  * src/filters/karma.h), shown and edited, and one client's history: its
  * block, offences and the karma window's counts, read from the table
- * moatd publishes in var_dir/run/karma.win (read only). A client is
+ * moatd publishes in var_dir/run/karma.win (read only), and the
+ * greylisting passes of its address and /24 (/64) pools. A client is
  * named as karma names it (karma_client(): IPv6 by its /64), so both
  * agree on the keys. moatd reads a client's block at its next connect,
  * so an edit counts from then on.
  */
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "../daemon/conf.h"
 #include "../filters/filter.h"
+#include "../filters/greylist.h"
 #include "../filters/karma.h"
 #include "../filters/policy.h"
 #include "../store/store.h"
@@ -213,8 +216,17 @@ block_cmd(struct store *st, int argc, char **argv)
 
 /* ---- moatctl client ---------------------------------------------------- */
 
+#define CLIENT_GL_MAX	2	/* greylist pools of an address: ip, net */
+
+struct client_gl {
+	char			pool[INET6_ADDRSTRLEN + 8];
+	struct greylist_rec	rec;
+};
+
 struct client_info {
 	char		client[KARMA_CLIENT_MAX];
+	struct client_gl gl[CLIENT_GL_MAX];
+	size_t		ngl;
 	bool		blocked;
 	time_t		until;
 	char		reason[KARMA_REASON_MAX + 1];
@@ -256,8 +268,56 @@ client_window(const struct moat_config *cf, struct client_info *ci)
 	ci->bad = y.bad;
 }
 
+/* The greylist pool keys of an address (greylist.c's addr_pools: "ip:A"
+ * and "net:A/24" or "net:A/64"); how many. */
+static size_t
+gl_pools(const char *ip, char pools[][INET6_ADDRSTRLEN + 8])
+{
+	unsigned char	 a[16];
+	char		 buf[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET, ip, a) == 1) {
+		inet_ntop(AF_INET, a, buf, sizeof(buf));
+		snprintf(pools[0], INET6_ADDRSTRLEN + 8, "ip:%s", buf);
+		a[3] = 0;
+		inet_ntop(AF_INET, a, buf, sizeof(buf));
+		snprintf(pools[1], INET6_ADDRSTRLEN + 8, "net:%s/24", buf);
+		return 2;
+	}
+	if (inet_pton(AF_INET6, ip, a) == 1) {
+		inet_ntop(AF_INET6, a, buf, sizeof(buf));
+		snprintf(pools[0], INET6_ADDRSTRLEN + 8, "ip:%s", buf);
+		memset(a + 8, 0, 8);
+		inet_ntop(AF_INET6, a, buf, sizeof(buf));
+		snprintf(pools[1], INET6_ADDRSTRLEN + 8, "net:%s/64", buf);
+		return 2;
+	}
+	return 0;
+}
+
+static void
+client_greylist(struct store_txn *t, const char *ip, struct client_info *ci)
+{
+	char	pools[CLIENT_GL_MAX][INET6_ADDRSTRLEN + 8];
+	char	key[STORE_KEY_MAX + 1], val[STORE_VAL_MAX];
+	size_t	i, n;
+
+	memset(pools, 0, sizeof(pools));
+	n = gl_pools(ip, pools);
+	for (i = 0; i < n; i++) {
+		if ((size_t)snprintf(key, sizeof(key), GREYLIST_PASS "%s",
+		    pools[i]) >= sizeof(key) ||
+		    store_get(t, key, val, sizeof(val)) !=
+		    (long)sizeof(struct greylist_rec))
+			continue;
+		memcpy(ci->gl[ci->ngl].pool, pools[i], sizeof(pools[i]));
+		memcpy(&ci->gl[ci->ngl].rec, val, sizeof(struct greylist_rec));
+		ci->ngl++;
+	}
+}
+
 static int
-client_store(struct store *st, struct client_info *ci)
+client_store(struct store *st, const char *ip, struct client_info *ci)
 {
 	struct store_txn	*t;
 	char			 key[STORE_KEY_MAX + 1], val[STORE_VAL_MAX];
@@ -277,6 +337,7 @@ client_store(struct store *st, struct client_info *ci)
 	    karma_offence_parse(val, (size_t)n, &ci->offences,
 	    &ci->last_ttl) == -1)
 		ci->offences = 0;
+	client_greylist(t, ip, ci);
 	store_abort(t);
 	return 0;
 }
@@ -300,6 +361,8 @@ json_str(const char *s)
 static void
 client_json(const struct client_info *ci)
 {
+	size_t i;
+
 	fputs("{\"client\":", stdout);
 	json_str(ci->client);
 	printf(",\"blocked\":%s", ci->blocked ? "true" : "false");
@@ -311,6 +374,15 @@ client_json(const struct client_info *ci)
 	}
 	printf(",\"offences\":%u,\"last_block\":%lld", ci->offences,
 	    ci->last_ttl);
+	fputs(",\"greylist_passes\":[", stdout);
+	for (i = 0; i < ci->ngl; i++) {
+		fputs(i > 0 ? ",{\"pool\":" : "{\"pool\":", stdout);
+		json_str(ci->gl[i].pool);
+		printf(",\"first\":%lld,\"last\":%lld,\"uses\":%u}",
+		    (long long)ci->gl[i].rec.first,
+		    (long long)ci->gl[i].rec.last, ci->gl[i].rec.count);
+	}
+	putchar(']');
 	if (ci->counted)
 		printf(",\"window\":{\"total\":%.1f,\"bad\":%.1f,"
 		    "\"seconds\":%llu,\"attempts\":%llu}}\n", ci->total,
@@ -326,7 +398,8 @@ client_json(const struct client_info *ci)
 static void
 client_text(const struct client_info *ci)
 {
-	char u[32], left[24];
+	char	u[32], left[24], f[32];
+	size_t	i;
 
 	printf("client %s\n", ci->client);
 	if (ci->blocked) {
@@ -345,6 +418,12 @@ client_text(const struct client_info *ci)
 		    (unsigned long long)ci->rule.attempts);
 	else
 		printf("window unknown (%s)\n", ci->why);
+	for (i = 0; i < ci->ngl; i++) {
+		when((time_t)ci->gl[i].rec.first, f, sizeof(f));
+		when((time_t)ci->gl[i].rec.last, u, sizeof(u));
+		printf("greylist pass %s first=%s last=%s uses=%u\n",
+		    ci->gl[i].pool, f, u, ci->gl[i].rec.count);
+	}
 }
 
 int
@@ -363,7 +442,7 @@ karma_client_cmd(const struct moat_config *cf, struct store *st, int argc,
 	memset(&ci, 0, sizeof(ci));
 	if (client_of("client", argv[0], ci.client, sizeof(ci.client)) == -1)
 		return 2;
-	if (client_store(st, &ci) == -1)
+	if (client_store(st, argv[0], &ci) == -1)
 		return 1;
 	client_window(cf, &ci);
 	if (json)

@@ -225,6 +225,13 @@ def test_early_talker_counted(make_moat):
     assert r.returncode == 0, r.stderr
     assert f"client {src}" in r.stdout and "block none" in r.stdout
     assert "window total=1.0 bad=1.0" in r.stdout, r.stdout
+    # Its greylisting passes are shown too.
+    r = subprocess.run([MOATCTL, "-c", m.conf, "greylist", "pass",
+                        f"ip:{src}"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    j = client_json(m, src)
+    assert [p["pool"] for p in j["greylist_passes"]] == [f"ip:{src}"], j
     # The next connection (it waits for the greeting) carries KARMA_BAD.
     c, code, _ = connect(m.port, src)
     assert code == 220
