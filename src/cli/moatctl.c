@@ -130,6 +130,13 @@ help(void)
 "    services                each worker's view of the external services\n"
 "                            (clamd, spamd): state up/degraded/down, since,\n"
 "                            requests, failures (<var_dir>/svc)\n"
+"    block list              karma's blocks: client, until, time left,\n"
+"                            offences, reason\n"
+"    block add IP [--for D] [REASON]\n"
+"                            block a client (D: 90s, 30m, 4h, 2d)\n"
+"    block remove IP         unblock a client\n"
+"    client IP [--json]      a client's block, offences and karma window\n"
+"                            counts (<var_dir>/run/karma.win)\n"
 "    suspend list            outbound users and relay clients suspended\n"
 "                            by [ratelimit] out_action = suspend\n"
 "    suspend add SUBJECT [REASON...]\n"
@@ -1500,7 +1507,8 @@ main(int argc, char **argv)
 	    strcmp(argv[i], "quarantine") != 0 &&
 	    strcmp(argv[i], "greylist") != 0 && strcmp(argv[i], "block") != 0 &&
 	    strcmp(argv[i], "suspend") != 0 &&
-	    strcmp(argv[i], "top-senders") != 0)
+	    strcmp(argv[i], "top-senders") != 0 &&
+	    strcmp(argv[i], "client") != 0)
 		usage();
 	if (path == NULL && (db == NULL || strcmp(argv[i], "quarantine") == 0))
 		path = DEFAULT_CONF;	/* quarantine needs [quarantine] */
@@ -1546,6 +1554,8 @@ main(int argc, char **argv)
 		rc = suspend_cmd(c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "top-senders") == 0)
 		rc = top_senders_cmd(c.st, argc - i - 1, argv + i + 1);
+	else if (strcmp(argv[i], "client") == 0)
+		rc = karma_client_cmd(cf, c.st, argc - i - 1, argv + i + 1);
 	else if (strcmp(argv[i], "quarantine") == 0)
 		rc = quarantine_cmd(cf, c.st, c.bayes, argc - i - 1,
 		    argv + i + 1);

@@ -2,31 +2,41 @@
  * karma.c: the adaptive blacklist and greytraps (issue 11, docs/FILTERS.md
  * "karma").
  *
- * The seeds' rule: a client IP that made more than `attempts` attempts
- * in `window` of which more than `ratio` were bad is blocked for `block`
- * seconds. An attempt is a recipient's outcome: bad when it was refused
- * as unknown (550 5.1.1), was a greytrap (worth trap_weight bad ones),
- * or was accepted for a message then refused at data_post (spam, virus);
- * good when it was accepted for a message that passed, or for a
- * transaction that never sent one. Other refusals (relay, greylisting,
- * rate limits) count neither way.
+ * The rule: a client that made more than `attempts` connections in
+ * `window` of which more than `ratio` were bad, the share judged by the
+ * lower bound of its Wilson score interval at `ratio_z` (so 9 bad of 11
+ * blocks and 6 of 11 does not), is blocked for `block` seconds; blocked
+ * again within `offence_memory`, for twice its last block (at most
+ * `block_max`). A client is an IPv4 address or an IPv6 /64
+ * (karma_client()): the window key and the store keys are its name.
+ *
+ * An attempt is a connection, with one outcome: bad when anything bad
+ * happened in it (a recipient refused as unknown, a message refused at
+ * data_post, a DNSBL listing, talking before the greeting, a protocol
+ * violation or `errors` errors, a rate-limit refusal, a failed AUTH),
+ * counted once, as soon as it is seen; a greytrap makes it worth
+ * `trap_weight` bad ones. Good, counted at disconnect, when nothing was
+ * bad and a message was accepted (ham) or a greylisting retry passed.
+ * Anything else (a probe that quits, relay refusals) counts neither way.
  *
  * Outcomes are read from the transaction's recipients (their reply and
- * verdict) at the filter's next hook or at disconnect: a recipient is
- * classified once every later hook could see its final word. A message
+ * verdict) and from the session (its fields, the other filters'
+ * evidence) at the filter's next hook or at disconnect. A message
  * refused at data_post leaves no transaction behind; it shows as one
  * that reached karma's DATA hook but never its DATA_POST hook, which is
  * why karma goes last in [pipeline] (after the content checks).
  *
- * Counts: two fixed buckets per IP and kind (total, bad) as GCRA cells
- * of one core/window table mapped shared at the first init() (in the
- * master, before the fork), so every worker counts in the same cells;
- * each cell's emission interval is two windows, so its rounded-up count
- * is exact while the bucket is current or previous. Hot state: a restart
- * forgets it. Blocks, the decisions, go to the store ("block:IP", the
- * value "UNTIL REASON" with the same expiry) through the writer thread,
- * never waited for; moatctl block edits them and a connect reads them
- * (a direct LMDB read on the loop).
+ * Counts: two fixed buckets per client and kind (total, bad) as GCRA
+ * cells of one core/window table mapped shared at the first init() (in
+ * the master, before the fork; published as var_dir/run/karma.win), so
+ * every worker counts in the same cells; each cell's emission interval
+ * is two windows, so its rounded-up count is exact while the bucket is
+ * current or previous. Hot state: a restart forgets it. Decisions go to
+ * the store ("block:CLIENT" "UNTIL #N REASON" with the same expiry,
+ * "offence:CLIENT" "N TTL" for offence_memory) through the writer
+ * thread, never waited for; moatctl block edits them and a connect reads
+ * them (a direct LMDB read on the loop). At connect the history becomes
+ * evidence for the other checks: KARMA_GOOD, KARMA_BAD.
  *
  * Security decisions: relay (trusted), authenticated and allow-listed
  * (DNSWL, access allow rules: the pipeline skips the hooks) clients are
@@ -35,7 +45,10 @@
  * and abuse@ stay reachable and an authenticated user is not refused.
  * The refusal is 554 5.7.1, never 4xx: retries would stampede.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +58,7 @@
 #include "../store/store.h"
 #include "filter.h"
 #include "karma.h"
+#include "policy.h"
 
 #define KARMA_CELLS	65536	/* 1 MB shared, every policy */
 #define KARMA_BUCKET_MAX 10000	/* counts per bucket past which we stop */
@@ -55,7 +69,12 @@ struct karma_conf {
 	long long	 attempts;
 	long long	 window;
 	double		 ratio;
+	double		 ratio_z;
 	long long	 block;
+	long long	 block_max;
+	long long	 offence_memory;
+	long long	 good_min;
+	long long	 errors;
 	bool		 at_rcpt;
 	char		*greytraps;
 	long long	 trap_weight;
@@ -69,17 +88,25 @@ struct karma_state {
 	struct strset		traps;
 };
 
-/* Per session: the transaction followed, what of it is counted, the
- * block (and its reply text, which must outlive the hook). */
+/* Per session: the client's name, the transaction followed, what of the
+ * connection is counted, the block (and its reply text, which must
+ * outlive the hook). */
 struct karma_data {
+	char		client[KARMA_CLIENT_MAX];
+	bool		read;		/* block and offence read */
+	bool		refused;	/* refused at connect: not counted */
 	unsigned	seq;		/* txn->seq followed, 0: none */
 	size_t		seen;		/* its recipients classified */
 	unsigned	pend;		/* accepted, message outcome unknown */
 	unsigned	data_seq;	/* reached karma's DATA hook */
 	unsigned	post_seq;	/* reached karma's DATA_POST hook */
-	unsigned	good, bad;	/* not yet counted */
+	unsigned	good, bad;	/* outcomes seen in the connection */
+	bool		trap;		/* a greytrap among them */
+	unsigned	counted;	/* bad attempts counted for it */
 	bool		blocked;
 	time_t		until;
+	unsigned	offences;	/* blocks within offence_memory */
+	long long	last_ttl;	/* the last block's length */
 	char		reason[KARMA_REASON_MAX + 1];
 	char		text[LIMIT_REPLY_LINE + 1];
 };
@@ -90,14 +117,30 @@ static unsigned			 karma_refs;
 static const struct opt karma_opts[] = {
 	{ "attempts", OPT_INT, "10", 1, 100000,
 	    offsetof(struct karma_conf, attempts),
-	    "block only past this many attempts (recipients) in the window" },
+	    "block only past this many attempts (connections) in the window" },
 	{ "window", OPT_INT, "3600", 1, 7 * 86400,
 	    offsetof(struct karma_conf, window),
 	    "seconds over which attempts are counted (sliding)" },
 	{ "ratio", OPT_FLOAT, "0.5", 0, 1, offsetof(struct karma_conf, ratio),
 	    "block when more than this share of the attempts were bad" },
+	{ "ratio_z", OPT_FLOAT, "1.645", 0, 5,
+	    offsetof(struct karma_conf, ratio_z),
+	    "z of the Wilson lower bound the bad share is judged by "
+	    "(0: the plain share)" },
 	{ "block", OPT_INT, "14400", 1, 366 * 86400,
 	    offsetof(struct karma_conf, block), "seconds a client is blocked" },
+	{ "block_max", OPT_INT, "604800", 1, 366 * 86400,
+	    offsetof(struct karma_conf, block_max),
+	    "seconds a repeat offender's doubled block is capped at" },
+	{ "offence_memory", OPT_INT, "2592000", 0, 366 * 86400,
+	    offsetof(struct karma_conf, offence_memory),
+	    "seconds a block is remembered for doubling the next (0: never)" },
+	{ "good_min", OPT_INT, "3", 1, 100000,
+	    offsetof(struct karma_conf, good_min),
+	    "good connections, and no bad, in the window for KARMA_GOOD" },
+	{ "errors", OPT_INT, "3", 0, 1000,
+	    offsetof(struct karma_conf, errors),
+	    "protocol errors that make a connection bad (0: not counted)" },
 	{ "at_rcpt", OPT_BOOL, "no", 0, 0, offsetof(struct karma_conf, at_rcpt),
 	    "refuse a blocked client at RCPT (postmaster@, abuse@ reachable) "
 	    "instead of at connect" },
@@ -106,7 +149,7 @@ static const struct opt karma_opts[] = {
 	    "file of trap addresses, one per line (exact, no case)" },
 	{ "trap_weight", OPT_INT, "10", 0, 1000,
 	    offsetof(struct karma_conf, trap_weight),
-	    "bad attempts a RCPT to a greytrap counts as" },
+	    "bad attempts a connection with a RCPT to a greytrap counts as" },
 	{ "trap_block", OPT_BOOL, "yes", 0, 0,
 	    offsetof(struct karma_conf, trap_block),
 	    "a greytrap hit blocks the client at once" },
@@ -145,7 +188,7 @@ karma_count(struct window_table *t, const struct karma_rule *r,
 	double			 w;
 	size_t			 n;
 
-	if (r->window_ms == 0)
+	if (r->window_ms == 0 || t == NULL)
 		return y;
 	n = keylen < 64 ? keylen : 64;
 	memcpy(k + 9, key, n);
@@ -169,6 +212,22 @@ karma_count(struct window_table *t, const struct karma_rule *r,
 	return y;
 }
 
+double
+karma_wilson_lower(double bad, double total, double z)
+{
+	double	p, z2, c, m;
+
+	if (total <= 0)
+		return 0;
+	p = bad / total;
+	if (p > 1)
+		p = 1;
+	z2 = z * z;
+	c = p + z2 / (2 * total);
+	m = z * sqrt(p * (1 - p) / total + z2 / (4 * total * total));
+	return (c - m) / (1 + z2 / total);
+}
+
 bool
 karma_decide(const struct karma_rule *r, struct karma_tally y)
 {
@@ -176,24 +235,72 @@ karma_decide(const struct karma_rule *r, struct karma_tally y)
 	 * 10.9999 does not pass for "more than 10". */
 	if (y.total < (double)r->attempts + 1 - 1e-9)
 		return false;
-	return y.bad > r->ratio * y.total + 1e-9;
+	return karma_wilson_lower(y.bad, y.total, r->z) > r->ratio + 1e-9;
 }
 
 int
-karma_block_key(char *out, size_t n, const char *ip)
+karma_client(const char *ip, char *out, size_t n)
 {
-	if ((size_t)snprintf(out, n, KARMA_BLOCK "%s", ip) >= n)
+	unsigned char	 a[16];
+	char		 v[INET6_ADDRSTRLEN + 4];
+	size_t		 len = strlen(ip);
+	bool		 slash = false;
+
+	if (len >= sizeof(v))
+		return -1;
+	memcpy(v, ip, len + 1);
+	if (len > 3 && strcmp(v + len - 3, "/64") == 0) {
+		v[len - 3] = '\0';	/* a name karma_client made */
+		slash = true;
+	}
+	if (!slash && inet_pton(AF_INET, v, a) == 1) {
+		if (inet_ntop(AF_INET, a, out, (socklen_t)n) == NULL)
+			return -1;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, v, a) != 1)
+		return -1;
+	if (!slash && memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
+		if (inet_ntop(AF_INET, a + 12, out, (socklen_t)n) == NULL)
+			return -1;
+		return 0;
+	}
+	memset(a + 8, 0, 8);
+	if (inet_ntop(AF_INET6, a, v, sizeof(v)) == NULL)
+		return -1;
+	if ((size_t)snprintf(out, n, "%s/64", v) >= n)
+		return -1;
+	return 0;
+}
+
+int
+karma_block_key(char *out, size_t n, const char *client)
+{
+	if ((size_t)snprintf(out, n, KARMA_BLOCK "%s", client) >= n)
+		return -1;
+	return 0;
+}
+
+int
+karma_offence_key(char *out, size_t n, const char *client)
+{
+	if ((size_t)snprintf(out, n, KARMA_OFFENCE "%s", client) >= n)
 		return -1;
 	return 0;
 }
 
 size_t
-karma_block_fmt(char *out, size_t n, time_t until, const char *reason)
+karma_block_fmt(char *out, size_t n, time_t until, unsigned offences,
+    const char *reason)
 {
 	size_t	len, i;
 	int	w;
 
-	w = snprintf(out, n, "%lld ", (long long)until);
+	if (offences > 0)
+		w = snprintf(out, n, "%lld #%u ", (long long)until,
+		    offences);
+	else
+		w = snprintf(out, n, "%lld ", (long long)until);
 	if (w < 0 || (size_t)w >= n)
 		return 0;
 	len = (size_t)w;
@@ -207,10 +314,11 @@ karma_block_fmt(char *out, size_t n, time_t until, const char *reason)
 
 int
 karma_block_parse(const void *val, size_t len, time_t *until,
-    char *reason, size_t n)
+    unsigned *offences, char *reason, size_t n)
 {
-	char		 v[STORE_VAL_MAX + 1], *end;
+	char		 v[STORE_VAL_MAX + 1], *end, *e2;
 	long long	 u;
+	unsigned long	 o = 0;
 
 	if (len == 0 || len > STORE_VAL_MAX)
 		return -1;
@@ -221,9 +329,63 @@ karma_block_parse(const void *val, size_t len, time_t *until,
 	u = strtoll(v, &end, 10);
 	if (*end != ' ' && *end != '\0')
 		return -1;
+	if (end[0] == ' ' && end[1] == '#' &&
+	    isdigit((unsigned char)end[2])) {
+		o = strtoul(end + 2, &e2, 10);
+		if ((*e2 != ' ' && *e2 != '\0') || o > UINT_MAX)
+			return -1;
+		end = e2;
+	}
 	*until = (time_t)u;
+	if (offences != NULL)
+		*offences = (unsigned)o;
 	snprintf(reason, n, "%s", *end == ' ' ? end + 1 : "");
 	return 0;
+}
+
+size_t
+karma_offence_fmt(char *out, size_t n, unsigned offences, long long ttl)
+{
+	int w = snprintf(out, n, "%u %lld", offences, ttl);
+
+	return w < 0 || (size_t)w >= n ? 0 : (size_t)w;
+}
+
+int
+karma_offence_parse(const void *val, size_t len, unsigned *offences,
+    long long *ttl)
+{
+	char		 v[STORE_VAL_MAX + 1], *end;
+	unsigned long	 o;
+
+	if (len == 0 || len > STORE_VAL_MAX)
+		return -1;
+	memcpy(v, val, len);
+	v[len] = '\0';
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	o = strtoul(v, &end, 10);
+	if (*end != ' ' || o > UINT_MAX || !isdigit((unsigned char)end[1]))
+		return -1;
+	*ttl = strtoll(end + 1, &end, 10);
+	if (*end != '\0' || *ttl < 0)
+		return -1;
+	*offences = (unsigned)o;
+	return 0;
+}
+
+long long
+karma_next_ttl(long long base, long long max, unsigned offences,
+    long long last)
+{
+	long long t;
+
+	if (offences == 0 || last <= 0)
+		return base;
+	t = last > LLONG_MAX / 2 ? LLONG_MAX : 2 * last;
+	if (t > max)
+		t = max;
+	return t < base ? base : t;
 }
 
 void
@@ -237,6 +399,17 @@ karma_fmt_left(char *out, size_t n, long long s)
 		snprintf(out, n, "%lldm", (s + 59) / 60);
 	else
 		snprintf(out, n, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+}
+
+void
+karma_rule_of(const void *vconf, struct karma_rule *r)
+{
+	const struct karma_conf *conf = vconf;
+
+	r->attempts = (uint64_t)conf->attempts;
+	r->window_ms = (uint64_t)conf->window * 1000;
+	r->ratio = conf->ratio;
+	r->z = conf->ratio_z;
 }
 
 /* ---- Init ------------------------------------------------------------ */
@@ -274,9 +447,7 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 		return -1;
 	}
 	karma_refs++;
-	ks->rule.attempts = (uint64_t)conf->attempts;
-	ks->rule.window_ms = (uint64_t)conf->window * 1000;
-	ks->rule.ratio = conf->ratio;
+	karma_rule_of(conf, &ks->rule);
 	if (conf->greytraps != NULL && conf->greytraps[0] != '\0' &&
 	    strset_load(&ks->traps, conf->greytraps, err, errlen) == -1)
 		return -1;
@@ -307,6 +478,9 @@ karma_data_get(struct filter_call *c)
 		free(d);
 		return NULL;
 	}
+	/* An address that is not one (stdio sessions): itself. */
+	if (karma_client(c->s->ip, d->client, sizeof(d->client)) == -1)
+		snprintf(d->client, sizeof(d->client), "%s", c->s->ip);
 	c->data = d;
 	return d;
 }
@@ -320,27 +494,81 @@ block_written(struct store_batch *b)
 	free(b);
 }
 
-/* Blocks the session's client for ttl seconds: at once for this
- * session, and in the store (not waited for) for the next ones. */
+/* Reads the client's block and offence record from the store (a direct
+ * read), once per session. */
 static void
-karma_block(struct filter_call *c, struct karma_data *d, long long ttl,
+karma_read(struct filter_call *c, struct karma_data *d)
+{
+	struct store_batch	*b;
+	struct store_op		*bop, *oop;
+	struct store		*st;
+	char			 key[STORE_KEY_MAX + 1], err[256];
+	time_t			 until;
+	unsigned		 n;
+	long long		 ttl;
+
+	if (d->read)
+		return;
+	d->read = true;
+	if ((st = store_shared(err, sizeof(err))) == NULL) {
+		log_msg(LVL_WARN, c->s->id, "event=karma_store error=\"%s\"",
+		    err);
+		return;
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return;
+	bop = karma_block_key(key, sizeof(key), d->client) == 0 ?
+	    store_batch_add(b, STORE_GET, key) : NULL;
+	oop = karma_offence_key(key, sizeof(key), d->client) == 0 ?
+	    store_batch_add(b, STORE_GET, key) : NULL;
+	if (store_batch_run(st, b) == 0) {
+		if (bop != NULL && bop->result > 0 &&
+		    karma_block_parse(bop->val, (size_t)bop->result, &until,
+		    NULL, d->reason, sizeof(d->reason)) == 0 &&
+		    until > store_now()) {
+			d->blocked = true;
+			d->until = until;
+		}
+		if (oop != NULL && oop->result > 0 &&
+		    karma_offence_parse(oop->val, (size_t)oop->result, &n,
+		    &ttl) == 0) {
+			d->offences = n;
+			d->last_ttl = ttl;
+		}
+	}
+	free(b);
+}
+
+/* Blocks the session's client for base seconds, or longer when it is a
+ * repeat offender: at once for this session, and in the store (not
+ * waited for) for the next ones, with its offence count. */
+static void
+karma_block(struct filter_call *c, struct karma_data *d, long long base,
     const char *reason)
 {
+	const struct karma_conf	*conf = c->conf;
 	struct store_batch	*b;
 	struct store_op		*op;
 	struct store		*st;
 	char			 key[STORE_KEY_MAX + 1], err[256];
-	time_t			 until = store_now() + (time_t)ttl;
+	long long		 ttl;
+	time_t			 now = store_now(), until;
 
+	karma_read(c, d);
+	ttl = karma_next_ttl(base, conf->block_max, d->offences,
+	    d->last_ttl);
+	until = now + (time_t)ttl;
+	d->offences++;
+	d->last_ttl = ttl;
 	d->blocked = true;
 	d->until = until;
 	snprintf(d->reason, sizeof(d->reason), "%s", reason);
 	log_msg(LVL_INFO, c->s->id, "event=karma action=block ip=%s "
-	    "reason=\"%s\" ttl=%lld", c->s->ip, reason, ttl);
+	    "client=%s reason=\"%s\" ttl=%lld offence=%u", c->s->ip,
+	    d->client, reason, ttl, d->offences);
 	filter_evidence(c->s, &filter_karma, "KARMA_BLOCK", 0, 0,
-	    "reason=%s ttl=%lld", reason, ttl);
-	if (c->s->base == NULL || karma_block_key(key, sizeof(key),
-	    c->s->ip) == -1)
+	    "reason=%s ttl=%lld offence=%u", reason, ttl, d->offences);
+	if (c->s->base == NULL)
 		return;
 	if ((st = store_shared(err, sizeof(err))) == NULL) {
 		log_msg(LVL_WARN, c->s->id, "event=karma_store error=\"%s\"",
@@ -350,42 +578,122 @@ karma_block(struct filter_call *c, struct karma_data *d, long long ttl,
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return;
 	b->done = block_written;
-	if ((op = store_batch_add(b, STORE_PUT, key)) == NULL) {
-		free(b);
-		return;
+	if (karma_block_key(key, sizeof(key), d->client) == 0 &&
+	    (op = store_batch_add(b, STORE_PUT, key)) != NULL) {
+		op->len = karma_block_fmt((char *)op->val, sizeof(op->val),
+		    until, d->offences, reason);
+		op->expires = until;
 	}
-	op->len = karma_block_fmt((char *)op->val, sizeof(op->val), until,
-	    reason);
-	op->expires = until;
-	if (store_batch_submit(st, c->s->base, b) == -1) {
+	if (conf->offence_memory > 0 &&
+	    karma_offence_key(key, sizeof(key), d->client) == 0 &&
+	    (op = store_batch_add(b, STORE_PUT, key)) != NULL) {
+		op->len = karma_offence_fmt((char *)op->val, sizeof(op->val),
+		    d->offences, ttl);
+		op->expires = now + (time_t)conf->offence_memory;
+		if (op->expires < until)
+			op->expires = until;
+	}
+	if (b->n == 0 || store_batch_submit(st, c->s->base, b) == -1) {
 		log_msg(LVL_WARN, c->s->id, "event=karma_store action=block "
 		    "error=\"writer not running\"");
 		free(b);
 	}
 }
 
-/* Counts what d holds and blocks when the rule says so. */
+/* True when some filter's evidence on the session has this name (any
+ * name when name is NULL). */
+static bool
+has_evidence(const struct session *s, const char *filter, const char *name)
+{
+	size_t i;
+
+	if (s->sev == NULL)
+		return false;
+	for (i = 0; i < s->sev->nev; i++)
+		if (strcmp(s->sev->ev[i].filter, filter) == 0 &&
+		    (name == NULL || strcmp(s->sev->ev[i].name, name) == 0))
+			return true;
+	return false;
+}
+
+/* True when the policy only observes f (its refusals did not happen). */
+static bool
+observed(const struct filter_call *c, const char *name)
+{
+	const struct filter *f = filter_find(name);
+
+	return c->policy != NULL && (c->policy->observe_all ||
+	    (f != NULL && c->policy->observe[filter_index(f)]));
+}
+
+/* What made the connection itself bad, or NULL. */
+static const char *
+karma_conn_bad(struct filter_call *c)
+{
+	const struct karma_conf	*conf = c->conf;
+	const struct session	*s = c->s;
+
+	if (has_evidence(s, "dnsbl", "DNSBL"))
+		return "dnsbl";
+	if (s->pregreet == 3)
+		return "early_talker";
+	if (s->proto != 0 || (conf->errors > 0 &&
+	    s->errors >= (unsigned)conf->errors))
+		return "protocol";
+	if (s->auth_failures > 0)
+		return "auth_failed";
+	if (has_evidence(s, "ratelimit", NULL) && !observed(c, "ratelimit"))
+		return "ratelimit";
+	return NULL;
+}
+
+/*
+ * Counts the connection: bad (trap_weight bad ones with a greytrap) once,
+ * as soon as anything bad is seen, and blocks when the rule says so;
+ * good at the end when nothing was bad and something was good.
+ */
 static void
-karma_settle(struct filter_call *c, struct karma_data *d)
+karma_settle(struct filter_call *c, struct karma_data *d, bool ending)
 {
 	const struct karma_state	*ks = c->state;
 	const struct karma_conf		*conf = c->conf;
 	struct karma_tally		 y;
-	char				 why[KARMA_REASON_MAX + 1];
+	const char			*why = NULL;
+	unsigned			 want, good = 0, bad = 0;
+	char				 r[KARMA_REASON_MAX + 1];
 
-	if (d->good + d->bad == 0)
+	if (d->refused)
 		return;
-	y = karma_count(karma_table, &ks->rule, c->s->ip, strlen(c->s->ip),
-	    d->good, d->bad, window_now_ms());
-	log_msg(LVL_DEBUG, c->s->id, "event=karma ip=%s good=%u bad=%u "
-	    "window_total=%.1f window_bad=%.1f", c->s->ip, d->good, d->bad,
-	    y.total, y.bad);
-	d->good = d->bad = 0;
+	if (d->bad == 0 && d->counted == 0)
+		why = karma_conn_bad(c);
+	want = d->bad > 0 || why != NULL || d->counted > 0 ? 1 : 0;
+	if (d->trap && (unsigned)conf->trap_weight > want)
+		want = (unsigned)conf->trap_weight;
+	if (want > d->counted)
+		bad = want - d->counted;
+	else if (ending && d->counted == 0 && (d->good > 0 ||
+	    has_evidence(c->s, "greylist", "GREYLIST_PASS")))
+		good = 1;
+	if (good + bad == 0)
+		return;
+	d->counted += bad;
+	y = karma_count(karma_table, &ks->rule, d->client, strlen(d->client),
+	    good, bad, window_now_ms());
+	log_msg(LVL_DEBUG, c->s->id, "event=karma client=%s good=%u bad=%u "
+	    "why=%s window_total=%.1f window_bad=%.1f", d->client, good, bad,
+	    why != NULL ? why : d->trap ? "greytrap" : bad > 0 ? "rcpt" :
+	    "good", y.total, y.bad);
 	if (d->blocked || !karma_decide(&ks->rule, y))
 		return;
-	snprintf(why, sizeof(why), "%.0f bad of %.0f attempts", y.bad,
+	/* Not read when karma's connect hook did not run (an earlier
+	 * filter refused the connection): a client blocked already is not
+	 * blocked again, which would count an offence. */
+	karma_read(c, d);
+	if (d->blocked)
+		return;
+	snprintf(r, sizeof(r), "%.0f bad of %.0f connections", y.bad,
 	    y.total);
-	karma_block(c, d, conf->block, why);
+	karma_block(c, d, conf->block, r);
 }
 
 static bool
@@ -395,27 +703,38 @@ is_trap(const struct karma_state *ks, const struct rcpt *r)
 	    strset_has(&ks->traps, r->addr, strlen(r->addr));
 }
 
+/* A greytrap hit: the connection counts trap_weight bad attempts. */
+static void
+karma_trap(struct filter_call *c, struct karma_data *d,
+    const struct rcpt *r)
+{
+	const struct karma_conf *conf = c->conf;
+
+	d->trap = true;
+	d->bad++;
+	log_msg(LVL_INFO, c->s->id, "event=karma action=greytrap "
+	    "ip=%s rcpt=%s", c->s->ip, r->addr);
+	if (conf->trap_block && !d->blocked)
+		karma_block(c, d, conf->trap_ttl, "greytrap");
+}
+
 /* Classifies one recipient whose final word is known. */
 static void
 karma_rcpt_outcome(struct filter_call *c, struct karma_data *d,
     const struct rcpt *r)
 {
-	const struct karma_state	*ks = c->state;
-	const struct karma_conf		*conf = c->conf;
+	const struct karma_state *ks = c->state;
 
 	if (r->verdict.by != NULL && strcmp(r->verdict.by, "karma") == 0)
 		return;		/* counted by the RCPT hook */
-	if (is_trap(ks, r)) {
-		d->bad += (unsigned)conf->trap_weight;
-		log_msg(LVL_INFO, c->s->id, "event=karma action=greytrap "
-		    "ip=%s rcpt=%s", c->s->ip, r->addr);
-		if (conf->trap_block && !d->blocked)
-			karma_block(c, d, conf->trap_ttl, "greytrap");
-	} else if (r->accepted)
+	if (is_trap(ks, r))
+		karma_trap(c, d, r);
+	else if (r->accepted)
 		d->pend++;
 	else if ((r->verdict.code == V_DENY && r->verdict.esc != NULL &&
 	    strcmp(r->verdict.esc, "5.1.1") == 0) ||
-	    strncmp(r->reply, "550 5.1.1", 9) == 0)
+	    strncmp(r->reply, "550 5.1.1", 9) == 0 ||
+	    (r->verdict.by != NULL && strcmp(r->verdict.by, "ratelimit") == 0))
 		d->bad++;
 }
 
@@ -435,7 +754,7 @@ karma_follow(struct filter_call *c, struct karma_data *d, size_t upto,
 	if (d->seq != 0 && (t == NULL || t->seq != d->seq)) {
 		if (d->data_seq == d->seq && d->post_seq != d->seq)
 			d->bad += d->pend;
-		else
+		else if (d->post_seq == d->seq)
 			d->good += d->pend;
 		d->pend = 0;
 		d->seq = 0;
@@ -453,53 +772,52 @@ karma_follow(struct filter_call *c, struct karma_data *d, size_t upto,
 		if (upto > d->seen)
 			d->seen = upto;
 		if (ending) {
-			d->good += d->pend;
+			if (d->post_seq == d->seq)
+				d->good += d->pend;
 			d->pend = 0;
 		}
 	}
-	karma_settle(c, d);
+	karma_settle(c, d, ending);
 }
 
 static const char *
 karma_text(struct filter_call *c, struct karma_data *d)
 {
 	const struct karma_conf	*conf = c->conf;
-	char			 left[24];
+	char			 left[24], why[KARMA_REASON_MAX + 24];
 
 	karma_fmt_left(left, sizeof(left), (long long)(d->until -
 	    store_now()));
-	filter_reply_format(d->text, sizeof(d->text), conf->text, d->reason,
-	    left);
+	if (d->offences > 1)
+		snprintf(why, sizeof(why), "%s, offence %u", d->reason,
+		    d->offences);
+	else
+		snprintf(why, sizeof(why), "%s", d->reason);
+	filter_reply_format(d->text, sizeof(d->text), conf->text, why, left);
 	return d->text;
 }
 
-/* Reads the client's block from the store (a direct read). */
+/* The client's history as evidence for the other checks: KARMA_BAD
+ * with bad connections in the window or a remembered block, KARMA_GOOD
+ * with good_min good ones and nothing bad. */
 static void
-karma_read_block(struct filter_call *c, struct karma_data *d)
+karma_history(struct filter_call *c, struct karma_data *d)
 {
-	struct store_batch	*b;
-	struct store_op		*op;
-	struct store		*st;
-	char			 key[STORE_KEY_MAX + 1], err[256];
-	time_t			 until;
+	const struct karma_state	*ks = c->state;
+	const struct karma_conf		*conf = c->conf;
+	struct karma_tally		 y;
+	int				 good, bad;
 
-	if (karma_block_key(key, sizeof(key), c->s->ip) == -1)
-		return;
-	if ((st = store_shared(err, sizeof(err))) == NULL) {
-		log_msg(LVL_WARN, c->s->id, "event=karma_store error=\"%s\"",
-		    err);
-		return;
-	}
-	if ((b = calloc(1, sizeof(*b))) == NULL)
-		return;
-	if ((op = store_batch_add(b, STORE_GET, key)) != NULL &&
-	    store_batch_run(st, b) == 0 && op->result > 0 &&
-	    karma_block_parse(op->val, (size_t)op->result, &until,
-	    d->reason, sizeof(d->reason)) == 0 && until > store_now()) {
-		d->blocked = true;
-		d->until = until;
-	}
-	free(b);
+	y = karma_count(karma_table, &ks->rule, d->client, strlen(d->client),
+	    0, 0, window_now_ms());
+	bad = (int)ceil(y.bad - 1e-9);
+	good = (int)floor(y.total - y.bad + 1e-9);
+	if (bad > 0 || d->offences > 0)
+		filter_evidence(c->s, &filter_karma, "KARMA_BAD", 0, 0,
+		    "good=%d bad=%d offences=%u", good, bad, d->offences);
+	else if (good >= conf->good_min)
+		filter_evidence(c->s, &filter_karma, "KARMA_GOOD", 0, 0,
+		    "good=%d bad=%d", good, bad);
 }
 
 static struct verdict
@@ -510,16 +828,20 @@ karma_connect(struct filter_call *c)
 
 	if (karma_exempt(c->s) || (d = karma_data_get(c)) == NULL)
 		return VERDICT(V_CONTINUE);
-	karma_read_block(c, d);
-	if (!d->blocked)
+	karma_read(c, d);
+	if (!d->blocked) {
+		karma_history(c, d);
 		return VERDICT(V_CONTINUE);
+	}
 	log_msg(LVL_INFO, c->s->id, "event=karma action=refuse ip=%s "
-	    "reason=\"%s\" left=%lld at=%s", c->s->ip, d->reason,
+	    "client=%s reason=\"%s\" offence=%u left=%lld at=%s", c->s->ip,
+	    d->client, d->reason, d->offences,
 	    (long long)(d->until - store_now()),
 	    conf->at_rcpt || c->s->conf->auth_required ? "rcpt" : "connect");
 	/* A submission listener: the client may yet authenticate. */
 	if (conf->at_rcpt || c->s->conf->auth_required)
 		return VERDICT(V_CONTINUE);
+	d->refused = true;
 	return verdict_make(V_DENY_DISCONNECT, 554, "5.7.1", karma_text(c, d));
 }
 
@@ -537,7 +859,6 @@ static struct verdict
 karma_rcpt(struct filter_call *c)
 {
 	const struct karma_state	*ks = c->state;
-	const struct karma_conf		*conf = c->conf;
 	const struct txn		*t = c->s->txn;
 	struct rcpt			*r = t != NULL ? t->cur : NULL;
 	struct karma_data		*d;
@@ -548,12 +869,8 @@ karma_rcpt(struct filter_call *c)
 	karma_follow(c, d, t->rcpts != NULL ? (size_t)(r - t->rcpts) : 0,
 	    false);
 	if (is_trap(ks, r)) {
-		d->bad += (unsigned)conf->trap_weight;
-		log_msg(LVL_INFO, c->s->id, "event=karma action=greytrap "
-		    "ip=%s rcpt=%s", c->s->ip, r->addr);
-		if (conf->trap_block && !d->blocked)
-			karma_block(c, d, conf->trap_ttl, "greytrap");
-		karma_settle(c, d);
+		karma_trap(c, d, r);
+		karma_settle(c, d, false);
 		if (!d->blocked)
 			return verdict_make(V_DENY, 550, "5.1.1",
 			    "No such user here");
@@ -599,7 +916,7 @@ karma_disconnect(struct filter_call *c)
 const struct filter filter_karma = {
 	.name = "karma",
 	.summary = "adaptive blacklist: blocks clients with mostly bad "
-	    "attempts (unknown recipients, spam, greytraps)",
+	    "connections (unknown recipients, spam, DNSBL, greytraps)",
 	.opts = karma_opts,
 	.conf_size = sizeof(struct karma_conf),
 	.init = karma_init,
