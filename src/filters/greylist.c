@@ -49,7 +49,7 @@
 extern const struct filter filter_greylist;
 
 struct greylist_conf {
-	char		*mode;		/* off, selective, always */
+	char		*apply;		/* off, selective, always */
 	long long	 delay;
 	long long	 retry_window;
 	long long	 pass_ttl;
@@ -63,8 +63,9 @@ struct greylist_conf {
 };
 
 static const struct opt greylist_opts[] = {
-	{ "mode", OPT_STR, "selective", 0, 0,
-	    offsetof(struct greylist_conf, mode),
+	/* Not "mode": every filter section's mode is enforce|observe. */
+	{ "apply", OPT_STR, "selective", 0, 0,
+	    offsetof(struct greylist_conf, apply),
 	    "off, selective (clients with suspicion evidence) or always" },
 	{ "delay", OPT_INT, "300", 0, 86400,
 	    offsetof(struct greylist_conf, delay),
@@ -457,15 +458,15 @@ greylist_init(const void *vconf, void **state, char *err, size_t errlen)
 		return -1;
 	*state = st;
 	strset_init(&st->psl);
-	if (strcmp(conf->mode, "off") == 0)
+	if (strcmp(conf->apply, "off") == 0)
 		st->mode = GL_OFF;
-	else if (strcmp(conf->mode, "selective") == 0)
+	else if (strcmp(conf->apply, "selective") == 0)
 		st->mode = GL_SELECTIVE;
-	else if (strcmp(conf->mode, "always") == 0)
+	else if (strcmp(conf->apply, "always") == 0)
 		st->mode = GL_ALWAYS;
 	else {
-		snprintf(err, errlen, "greylist: mode: off, selective or "
-		    "always, not \"%s\"", conf->mode);
+		snprintf(err, errlen, "apply: off, selective or always, not "
+		    "\"%s\"", conf->apply);
 		return -1;
 	}
 	if (conf->psl_file[0] != '\0' && psl_load(&st->psl,
