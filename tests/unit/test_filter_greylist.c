@@ -381,7 +381,6 @@ static void
 test_karma_selective(void **state)
 {
 	const char	*why;
-	struct verdict	 v;
 
 	(void)state;
 	set_txn("203.0.113.77");
@@ -396,7 +395,6 @@ test_karma_selective(void **state)
 	assert_false(greylist_suspect(&h.s, false, &why));
 	harness_rcpt(&h, "<dave@example.test>");
 	assert_int_equal(harness_call(&h, STAGE_RCPT), V_CONTINUE);
-	(void)v;
 	/* ...and bad history is suspicion of its own. */
 	free(h.s.sev);
 	h.s.sev = NULL;
