@@ -704,6 +704,49 @@ never_flush(void)
 	}
 }
 
+/* The host-wide counters in the log (a direct read), when the sweep
+ * has been through the table and the last such line is 5 minutes old. */
+static void
+stats_log(void)
+{
+	static time_t		 last;
+	static const char *const name[3] = { GREYLIST_M_DEFERRED,
+				    GREYLIST_M_PASSED, GREYLIST_M_NEVER };
+	struct store_batch	*b;
+	struct store		*st;
+	long long		 v[3 + GREYLIST_BUCKETS];
+	char			 key[64], err[160];
+	time_t			 now = store_now();
+	size_t			 i;
+
+	if ((last != 0 && now - last < 300) ||
+	    (st = store_shared(err, sizeof(err))) == NULL ||
+	    (b = calloc(1, sizeof(*b))) == NULL)
+		return;
+	last = now;
+	for (i = 0; i < 3 + GREYLIST_BUCKETS; i++) {
+		if (i < 3)
+			snprintf(key, sizeof(key), "%s", name[i]);
+		else
+			snprintf(key, sizeof(key), "%s%s", GREYLIST_M_DELAY,
+			    greylist_bucket_name(i - 3));
+		(void)store_batch_add(b, STORE_GET, key);
+	}
+	if (store_batch_run(st, b) == 0) {
+		for (i = 0; i < 3 + GREYLIST_BUCKETS; i++) {
+			v[i] = 0;
+			if (b->op[i].result == (long)sizeof(v[i]))
+				memcpy(&v[i], b->op[i].val, sizeof(v[i]));
+		}
+		log_msg(LVL_INFO, 0, "event=greylist_stats deferred=%lld "
+		    "passed=%lld never_retried=%lld delay_lt5m=%lld "
+		    "delay_lt15m=%lld delay_lt1h=%lld delay_lt4h=%lld "
+		    "delay_lt24h=%lld delay_ge24h=%lld", v[0], v[1], v[2],
+		    v[3], v[4], v[5], v[6], v[7], v[8]);
+	}
+	free(b);
+}
+
 /* A sweep step's outcome: expired gl:n: markers were attempts never
  * retried. */
 static void
@@ -721,6 +764,8 @@ sweep_notify(const struct store_sweep *sw)
 		    "removed=%zu never_retried=%zu total_never_retried=%llu "
 		    "wrapped=%d", sw->scanned, sw->removed, sw->counted,
 		    gl_never, sw->wrapped);
+	if (sw->wrapped)
+		stats_log();
 }
 
 /* Submits j; PENDING until it is written, or no opinion when it cannot

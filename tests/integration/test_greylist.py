@@ -148,6 +148,8 @@ def test_never_retried_counted(make_moat):
     st = stats(m)
     assert st["never_retried"] == 1 and st["deferred"] == 1, st
     assert "never_retried=1" in m.log()
+    # The counters in the log, when the sweep has been through the store.
+    assert "event=greylist_stats deferred=1 passed=0" in m.log()
 
 
 def test_retry_from_same_net_passes(make_moat):
