@@ -784,6 +784,7 @@ job_submit(struct filter_call *c, struct store *st, struct gl_job *j,
 	if (store_batch_submit(st, c->s->base, &j->b) == -1) {
 		log_msg(LVL_WARN, c->s->id, "event=greylist_store "
 		    "action=%s error=\"writer not running\"", j->action);
+		gl_never_pending += j->never;	/* for the next batch */
 		free(j);
 		return VERDICT(V_CONTINUE);
 	}
