@@ -1,8 +1,10 @@
 /*
- * greylist_cmd.c: `moatctl greylist list | pass KEY | remove KEY`: what
- * the greylist filter keeps in the store (src/filters/greylist.h), shown
- * and edited. moatctl is a writer like any worker: its changes land in
- * one LMDB write transaction, seen by the workers' next read.
+ * greylist_cmd.c: `moatctl greylist list | pass KEY | remove KEY |
+ * stats [--json]`: what the greylist filter keeps in the store
+ * (src/filters/greylist.h), shown and edited, and its host-wide
+ * counters. moatctl is a writer like any worker: its changes land in
+ * one LMDB write transaction, seen by the workers' next read; stats only
+ * reads.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,7 +18,7 @@
 
 const char greylist_cmd_usage[] =
     "moatctl [-c FILE] [--db DIR] greylist list | pass [--ttl SECONDS] "
-    "POOL | remove KEY|POOL\n";
+    "POOL | remove KEY|POOL | stats [--json]\n";
 
 static void
 when(int64_t t, char *out, size_t n)
@@ -44,7 +46,9 @@ list_one(void *arg, const char *key, const void *val, size_t len)
 		return true;
 	memcpy(&r, val, sizeof(r));
 	kind = strncmp(key, GREYLIST_PASS, 5) == 0 ? "pass" :
-	    strncmp(key, GREYLIST_TRIPLET, 5) == 0 ? "triplet" : "alias";
+	    strncmp(key, GREYLIST_TRIPLET, 5) == 0 ? "triplet" :
+	    strncmp(key, GREYLIST_NEVER, 5) == 0 ? "attempt" :
+	    strncmp(key, GREYLIST_CORRESP, 5) == 0 ? "corresp" : "alias";
 	for (i = 0; key[i] != '\0' && i < sizeof(k) - 1; i++)
 		k[i] = (unsigned char)key[i] < 0x20 || key[i] == 0x7f ? '?' :
 		    key[i];
@@ -177,6 +181,56 @@ cmd_remove(struct store *st, const char *what)
 	return rc;
 }
 
+/* One counter (absent: 0). */
+static long long
+counter(struct store_txn *t, const char *key)
+{
+	long long n = 0;
+
+	if (store_get(t, key, &n, sizeof(n)) != (long)sizeof(n))
+		n = 0;
+	return n;
+}
+
+/* The counters the workers keep in their write batches: deferrals,
+ * passes, attempts never retried, the passes' delay histogram. */
+static int
+cmd_stats(struct store *st, bool json)
+{
+	struct store_txn	*t;
+	long long		 d, p, nv, h[GREYLIST_BUCKETS];
+	char			 key[64];
+	size_t			 i;
+
+	if ((t = store_begin(st, false)) == NULL) {
+		fprintf(stderr, "moatctl: %s\n", store_error(st));
+		return 1;
+	}
+	d = counter(t, GREYLIST_M_DEFERRED);
+	p = counter(t, GREYLIST_M_PASSED);
+	nv = counter(t, GREYLIST_M_NEVER);
+	for (i = 0; i < GREYLIST_BUCKETS; i++) {
+		snprintf(key, sizeof(key), "%s%s", GREYLIST_M_DELAY,
+		    greylist_bucket_name(i));
+		h[i] = counter(t, key);
+	}
+	store_abort(t);
+	if (json) {
+		printf("{\"deferred\":%lld,\"passed\":%lld,"
+		    "\"never_retried\":%lld,\"delay\":{", d, p, nv);
+		for (i = 0; i < GREYLIST_BUCKETS; i++)
+			printf("%s\"%s\":%lld", i > 0 ? "," : "",
+			    greylist_bucket_name(i), h[i]);
+		printf("}}\n");
+		return 0;
+	}
+	printf("deferred       %lld\npassed         %lld\n"
+	    "never_retried  %lld\ndelay of passed retries:\n", d, p, nv);
+	for (i = 0; i < GREYLIST_BUCKETS; i++)
+		printf("  %-6s %lld\n", greylist_bucket_name(i), h[i]);
+	return 0;
+}
+
 int
 greylist_cmd(struct store *st, int argc, char **argv)
 {
@@ -199,6 +253,9 @@ greylist_cmd(struct store *st, int argc, char **argv)
 	}
 	if (argc == 2 && strcmp(argv[0], "remove") == 0)
 		return cmd_remove(st, argv[1]);
+	if (argc >= 1 && strcmp(argv[0], "stats") == 0 && (argc == 1 ||
+	    (argc == 2 && strcmp(argv[1], "--json") == 0)))
+		return cmd_stats(st, argc == 2);
 bad:
 	fprintf(stderr, "usage: %s", greylist_cmd_usage);
 	return 2;

@@ -11,12 +11,23 @@
  * retry whose keys meet any of them passes once the delay is over, and
  * its pools are remembered (passes) for pass_ttl, refreshed on use.
  *
+ * Known correspondents: a message a relay or authenticated client sends
+ * from a local address L to a remote R records R -> L (at data_post, for
+ * correspondent_ttl, refreshed on use); mail from R to L is then never
+ * greylisted. Each first attempt also writes one gl:n: marker, which the
+ * pass deletes: the sweep counts expired markers as never retried, once
+ * per attempt however many pool keys it was stored under. Host-wide
+ * counters (deferred, passed, never retried, the delay histogram) are
+ * increments inside the batches the filter writes anyway.
+ *
  * Invariants: the store is read directly on the loop (an LMDB read);
- * every write goes to the store's writer thread as one batch, and the
- * hook waits for it (PENDING) except for a pass's refresh, which nobody
- * waits for. A job whose session is gone is freed by its completion. A
- * store that cannot be read or written never holds mail: the filter then
- * has no opinion (logged as a warning).
+ * every write goes to the store's writer thread as one batch (at most
+ * STORE_BATCH_MAX operations: a first attempt 4 + 4, a pass 3 * 4 + 4),
+ * and the hook waits for it (PENDING) except for refreshes and the
+ * correspondents' records, which nobody waits for. A job whose session
+ * is gone is freed by its completion. A store that cannot be read or
+ * written never holds mail: the filter then has no opinion (logged as a
+ * warning).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,13 +42,14 @@
 #include "../core/log.h"
 #include "../store/store.h"
 #include "filter.h"
+#include "policy.h"
 #include "greylist.h"
 #include "spf.h"
 
 extern const struct filter filter_greylist;
 
 struct greylist_conf {
-	char		*mode;		/* off, selective, always */
+	char		*apply;		/* off, selective, always */
 	long long	 delay;
 	long long	 retry_window;
 	long long	 pass_ttl;
@@ -47,11 +59,13 @@ struct greylist_conf {
 	bool		 no_history;	/* no pass yet counts as suspicion */
 	long long	 sweep_interval;
 	long long	 sweep_keys;
+	long long	 corr_ttl;
 };
 
 static const struct opt greylist_opts[] = {
-	{ "mode", OPT_STR, "selective", 0, 0,
-	    offsetof(struct greylist_conf, mode),
+	/* Not "mode": every filter section's mode is enforce|observe. */
+	{ "apply", OPT_STR, "selective", 0, 0,
+	    offsetof(struct greylist_conf, apply),
 	    "off, selective (clients with suspicion evidence) or always" },
 	{ "delay", OPT_INT, "300", 0, 86400,
 	    offsetof(struct greylist_conf, delay),
@@ -81,6 +95,10 @@ static const struct opt greylist_opts[] = {
 	{ "sweep_keys", OPT_INT, "1000", 1, 1000000,
 	    offsetof(struct greylist_conf, sweep_keys),
 	    "keys one sweep step looks at, at most" },
+	{ "correspondent_ttl", OPT_INT, "7776000", 0, 3650LL * 86400,
+	    offsetof(struct greylist_conf, corr_ttl),
+	    "seconds a correspondent a local user mailed stays known, "
+	    "refreshed on use (90 d); 0: off" },
 	OPT_END
 };
 
@@ -111,10 +129,17 @@ struct gl_job {
 	uint64_t		 sid;
 	const char		*action;
 	long long		 delay;
+	unsigned long long	 never;	/* gl_never_pending it carries */
 };
 
 /* Worker-wide counts, in every greylist log line. */
 static unsigned long long gl_deferred, gl_passed, gl_never;
+/* Never-retried counts the sweep found, not yet in the store's counter:
+ * they ride in the next batch written; flushed on their own when a whole
+ * sweep step went by without one (gl_never_stale). */
+static unsigned long long gl_never_pending;
+static bool		  gl_never_stale;
+static struct event_base *gl_base;	/* the sweep's loop */
 
 /* ---- Sender normalisation ---------------------------------------- */
 
@@ -311,18 +336,25 @@ rdns_pool(const struct greylist_state *st, const char *rdns, char *out,
 	return snprintf(out, n, "rdns:%s", org) >= (int)n ? -1 : 0;
 }
 
-/* A name fcrdns found generic (dynamic pools): never a pool key. */
-static bool
-rdns_generic(const struct session *s)
+bool
+greylist_has_evidence(const struct session *s, const char *name)
 {
 	size_t i;
 
 	if (s->sev == NULL)
 		return false;
-	for (i = 0; i < s->sev->nev; i++)
-		if (strcmp(s->sev->ev[i].name, "RDNS_GENERIC") == 0)
+	for (i = 0; i < s->sev->nev && i < LIMIT_EVIDENCE; i++)
+		if (s->sev->ev[i].name != NULL &&
+		    strcmp(s->sev->ev[i].name, name) == 0)
 			return true;
 	return false;
+}
+
+/* A name fcrdns found generic (dynamic pools): never a pool key. */
+static bool
+rdns_generic(const struct session *s)
+{
+	return greylist_has_evidence(s, "RDNS_GENERIC");
 }
 
 /* net:<a.b.c.0/24> or net:<v6 prefix/64>, and ip:<address>. */
@@ -393,7 +425,13 @@ greylist_suspect(struct session *s, bool no_history, const char **why)
 	size_t			 i;
 
 	*why = NULL;
-	if (!s->rdns_verified)
+	/* The karma filter's history of the client (recorded at
+	 * connect): good history clears it, bad history is suspicion. */
+	if (greylist_has_evidence(s, "KARMA_GOOD"))
+		return false;
+	if (greylist_has_evidence(s, "KARMA_BAD"))
+		*why = "karma_bad";
+	else if (!s->rdns_verified)
 		*why = "no_verified_rdns";
 	else if (rdns_generic(s))
 		*why = "generic_rdns";
@@ -420,15 +458,15 @@ greylist_init(const void *vconf, void **state, char *err, size_t errlen)
 		return -1;
 	*state = st;
 	strset_init(&st->psl);
-	if (strcmp(conf->mode, "off") == 0)
+	if (strcmp(conf->apply, "off") == 0)
 		st->mode = GL_OFF;
-	else if (strcmp(conf->mode, "selective") == 0)
+	else if (strcmp(conf->apply, "selective") == 0)
 		st->mode = GL_SELECTIVE;
-	else if (strcmp(conf->mode, "always") == 0)
+	else if (strcmp(conf->apply, "always") == 0)
 		st->mode = GL_ALWAYS;
 	else {
-		snprintf(err, errlen, "greylist: mode: off, selective or "
-		    "always, not \"%s\"", conf->mode);
+		snprintf(err, errlen, "apply: off, selective or always, not "
+		    "\"%s\"", conf->apply);
 		return -1;
 	}
 	if (conf->psl_file[0] != '\0' && psl_load(&st->psl,
@@ -477,17 +515,6 @@ gl_data_get(struct session *s)
 	return gd;
 }
 
-static void
-sweep_notify(const struct store_sweep *sw)
-{
-	gl_never += sw->counted;
-	if (sw->removed > 0 || sw->wrapped)
-		log_msg(LVL_INFO, 0, "event=greylist_sweep scanned=%zu "
-		    "removed=%zu never_retried=%zu total_never_retried=%llu "
-		    "wrapped=%d", sw->scanned, sw->removed, sw->counted,
-		    gl_never, sw->wrapped);
-}
-
 /* The triplet's tail: "|<sender>|<rcpt>", long parts hashed so a key
  * fits the store's 511 bytes. */
 static void
@@ -526,9 +553,57 @@ gl_key(char *out, size_t n, const char *prefix, const char *pool,
 		out[0] = '\0';
 }
 
+/* gl:n:<first>|<sender>|<rcpt>: the attempt's never-retried marker. */
+static void
+never_key(char *out, size_t n, int64_t first, const char *tail)
+{
+	if ((size_t)snprintf(out, n, "%s%lld%s", GREYLIST_NEVER,
+	    (long long)first, tail) >= n)
+		out[0] = '\0';
+}
+
+/* Lowercased, +ext cut: a local address as correspondents key it. */
+static void
+local_norm(const char *addr, char *out, size_t n)
+{
+	size_t	i, o = 0;
+	bool	ext = false;
+
+	for (i = 0; addr[i] != '\0' && o + 1 < n; i++) {
+		if (addr[i] == '@')
+			ext = false;
+		else if (addr[i] == '+' && i > 0 && addr[i - 1] != '@' &&
+		    strchr(addr + i, '@') != NULL)
+			ext = true;
+		if (!ext)
+			out[o++] = (char)tolower((unsigned char)addr[i]);
+	}
+	out[o] = '\0';
+}
+
+int
+greylist_corresp_key(const char *rlocal, const char *rdomain,
+    const char *local_addr, char *out, size_t n)
+{
+	char	r[GREYLIST_ADDR_MAX], l[GREYLIST_ADDR_MAX];
+
+	if (rlocal[0] == '\0' || rdomain[0] == '\0' ||
+	    local_addr[0] == '\0')
+		return -1;
+	greylist_norm_sender(rlocal, rdomain, false, r, sizeof(r));
+	local_norm(local_addr, l, sizeof(l));
+	if ((size_t)snprintf(out, n, "%s%s|%s", GREYLIST_CORRESP, r, l) >= n ||
+	    strlen(out) > STORE_KEY_MAX)
+		return -1;
+	return 0;
+}
+
+/* A full batch or a key too long gives no op: then nothing is put. */
 static void
 rec_put(struct store_op *op, const struct greylist_rec *r, time_t exp)
 {
+	if (op == NULL)
+		return;
 	memcpy(op->val, r, sizeof(*r));
 	op->len = sizeof(*r);
 	op->expires = exp;
@@ -549,9 +624,11 @@ job_done(struct store_batch *b)
 {
 	struct gl_job *j = b->arg;
 
-	if (b->rc == -1)
+	if (b->rc == -1) {
 		log_msg(LVL_WARN, j->sid, "event=greylist_store action=%s "
 		    "error=\"%s\"", j->action, b->err);
+		gl_never_pending += j->never;	/* for the next batch */
+	}
 	if (j->gd == NULL) {	/* the session is gone */
 		free(j);
 		return;
@@ -578,6 +655,119 @@ job_new(struct filter_call *c, struct gl_data *gd, const char *action)
 	return j;
 }
 
+/* ---- Metrics: host-wide counters in the store -------------------- */
+
+/* An increment in the batch being written (no commit of its own); a
+ * full batch drops it, no more. */
+static void
+metric_add(struct gl_job *j, const char *key, long long delta)
+{
+	struct store_op *op;
+
+	if (delta == 0 || (op = store_batch_add(&j->b, STORE_INCR,
+	    key)) == NULL)
+		return;
+	op->num = delta;
+	op->expires = 0;
+}
+
+/* The never-retried count the sweep found, carried by j. */
+static void
+metric_never(struct gl_job *j)
+{
+	if (gl_never_pending == 0 || j->b.n >= STORE_BATCH_MAX)
+		return;
+	metric_add(j, GREYLIST_M_NEVER, (long long)gl_never_pending);
+	j->never = gl_never_pending;
+	gl_never_pending = 0;
+}
+
+/* A batch of its own for the count: no greylist batch came by during a
+ * whole sweep step. */
+static void
+never_flush(void)
+{
+	struct store	*st;
+	struct gl_job	*j;
+	char		 err[160];
+
+	if (gl_base == NULL || (st = store_shared(err, sizeof(err))) ==
+	    NULL || (j = calloc(1, sizeof(*j))) == NULL)
+		return;
+	j->b.done = job_done;
+	j->b.arg = j;
+	j->action = "metrics";
+	metric_never(j);
+	if (store_batch_submit(st, gl_base, &j->b) == -1) {
+		gl_never_pending += j->never;
+		free(j);
+	}
+}
+
+/* The host-wide counters in the log (a direct read), when the sweep
+ * has been through the table and the last such line is 5 minutes old. */
+static void
+stats_log(void)
+{
+	static time_t		 last;
+	static const char *const name[3] = { GREYLIST_M_DEFERRED,
+				    GREYLIST_M_PASSED, GREYLIST_M_NEVER };
+	struct store_batch	*b;
+	struct store		*st;
+	long long		 v[3 + GREYLIST_BUCKETS];
+	char			 key[64], err[160];
+	time_t			 now = store_now();
+	size_t			 i;
+
+	if ((last != 0 && now - last < 300) ||
+	    (st = store_shared(err, sizeof(err))) == NULL ||
+	    (b = calloc(1, sizeof(*b))) == NULL)
+		return;
+	last = now;
+	for (i = 0; i < 3 + GREYLIST_BUCKETS; i++) {
+		if (i < 3)
+			snprintf(key, sizeof(key), "%s", name[i]);
+		else
+			snprintf(key, sizeof(key), "%s%s", GREYLIST_M_DELAY,
+			    greylist_bucket_name(i - 3));
+		(void)store_batch_add(b, STORE_GET, key);
+	}
+	if (store_batch_run(st, b) == 0) {
+		for (i = 0; i < 3 + GREYLIST_BUCKETS; i++) {
+			v[i] = 0;
+			if (b->op[i].result == (long)sizeof(v[i]))
+				memcpy(&v[i], b->op[i].val, sizeof(v[i]));
+		}
+		log_msg(LVL_INFO, 0, "event=greylist_stats deferred=%lld "
+		    "passed=%lld never_retried=%lld delay_lt5m=%lld "
+		    "delay_lt15m=%lld delay_lt1h=%lld delay_lt4h=%lld "
+		    "delay_lt24h=%lld delay_ge24h=%lld", v[0], v[1], v[2],
+		    v[3], v[4], v[5], v[6], v[7], v[8]);
+	}
+	free(b);
+}
+
+/* A sweep step's outcome: expired gl:n: markers were attempts never
+ * retried. */
+static void
+sweep_notify(const struct store_sweep *sw)
+{
+	bool flush = gl_never_stale && gl_never_pending > 0;
+
+	gl_never += sw->counted;
+	gl_never_pending += sw->counted;
+	if (flush)
+		never_flush();
+	gl_never_stale = gl_never_pending > 0;
+	if (sw->removed > 0 || sw->wrapped)
+		log_msg(LVL_INFO, 0, "event=greylist_sweep scanned=%zu "
+		    "removed=%zu never_retried=%zu total_never_retried=%llu "
+		    "wrapped=%d", sw->scanned, sw->removed, sw->counted,
+		    gl_never, sw->wrapped);
+	if (sw->wrapped)
+		stats_log();
+}
+
 /* Submits j; PENDING until it is written, or no opinion when it cannot
  * be queued. A job with wait false is not waited for. */
 static struct verdict
@@ -594,6 +784,7 @@ job_submit(struct filter_call *c, struct store *st, struct gl_job *j,
 	if (store_batch_submit(st, c->s->base, &j->b) == -1) {
 		log_msg(LVL_WARN, c->s->id, "event=greylist_store "
 		    "action=%s error=\"writer not running\"", j->action);
+		gl_never_pending += j->never;	/* for the next batch */
 		free(j);
 		return VERDICT(V_CONTINUE);
 	}
@@ -603,48 +794,58 @@ job_submit(struct filter_call *c, struct store *st, struct gl_job *j,
 	return VERDICT(V_PENDING);
 }
 
-/* What the direct read found: passes and triplets per pool key. */
+/* What the direct read found: passes and triplets per pool key, and
+ * the correspondent. */
 struct gl_found {
 	int			 pass;		/* index of a pass, -1 */
 	int			 trip;		/* index of the oldest, -1 */
-	struct greylist_rec	 prec, trec;
+	struct greylist_rec	 prec, trec, crec;
 	const struct store_op	*top;		/* the triplet's op */
+	const struct store_op	*cop;		/* the correspondent's, NULL */
 };
 
 /* Probes, for every pool key, its pass and the triplet under either
- * prefix (the first attempt may have had another strongest key). */
+ * prefix (the first attempt may have had another strongest key), and
+ * the correspondent's key ckey ("": none). */
 static int
 gl_read(struct store *st, char keys[][GREYLIST_POOL_MAX], size_t nk,
-    const char *tail, struct store_batch *b, struct gl_found *f)
+    const char *tail, const char *ckey, struct store_batch *b,
+    struct gl_found *f)
 {
+	static const char *const pfx[3] = { GREYLIST_PASS,
+				    GREYLIST_TRIPLET, GREYLIST_ALIAS };
+	struct store_op		*op[GREYLIST_POOLS][3], *cop = NULL;
 	struct greylist_rec	 r;
 	char			 key[STORE_KEY_MAX + 1];
 	size_t			 i, k;
 
+	/* A key too long for the store gets no op (NULL): a miss. */
 	memset(b, 0, sizeof(*b));
-	for (i = 0; i < nk; i++) {
-		gl_key(key, sizeof(key), GREYLIST_PASS, keys[i], "");
-		store_batch_add(b, STORE_GET, key);
-		gl_key(key, sizeof(key), GREYLIST_TRIPLET, keys[i], tail);
-		store_batch_add(b, STORE_GET, key);
-		gl_key(key, sizeof(key), GREYLIST_ALIAS, keys[i], tail);
-		store_batch_add(b, STORE_GET, key);
-	}
+	for (i = 0; i < nk && i < GREYLIST_POOLS; i++)
+		for (k = 0; k < 3; k++) {
+			gl_key(key, sizeof(key), pfx[k], keys[i], k == 0 ?
+			    "" : tail);
+			op[i][k] = store_batch_add(b, STORE_GET, key);
+		}
+	if (ckey[0] != '\0')
+		cop = store_batch_add(b, STORE_GET, ckey);
 	if (store_batch_run(st, b) == -1)
 		return -1;
 	f->pass = f->trip = -1;
 	f->top = NULL;
-	for (i = 0; i < nk; i++) {
-		if (f->pass == -1 && rec_get(&b->op[3 * i], &r)) {
+	f->cop = cop != NULL && rec_get(cop, &f->crec) ? cop : NULL;
+	for (i = 0; i < nk && i < GREYLIST_POOLS; i++) {
+		if (f->pass == -1 && op[i][0] != NULL &&
+		    rec_get(op[i][0], &r)) {
 			f->pass = (int)i;
 			f->prec = r;
 		}
 		for (k = 1; k <= 2; k++)
-			if (rec_get(&b->op[3 * i + k], &r) && (f->trip == -1 ||
-			    r.first < f->trec.first)) {
+			if (op[i][k] != NULL && rec_get(op[i][k], &r) &&
+			    (f->trip == -1 || r.first < f->trec.first)) {
 				f->trip = (int)i;
 				f->trec = r;
-				f->top = &b->op[3 * i + k];
+				f->top = op[i][k];
 			}
 	}
 	return 0;
@@ -680,6 +881,30 @@ gl_defer(struct filter_call *c, struct gl_data *gd, long long left)
 	    "");
 	return (struct verdict){ V_DEFER, 451, "4.7.1", gd->reply,
 	    filter_greylist.name };
+}
+
+/* A known correspondent: not greylisted; its record refreshed (at most
+ * hourly) without waiting. */
+static struct verdict
+gl_correspondent(struct filter_call *c, struct store *st,
+    const struct gl_found *f, time_t now)
+{
+	const struct greylist_conf	*conf = c->conf;
+	struct greylist_rec		 r = f->crec;
+	struct gl_job			*j;
+
+	log_msg(LVL_INFO, c->s->id, "event=greylist action=correspondent "
+	    "key=%s", f->cop->key);
+	filter_evidence(c->s, &filter_greylist, "GREYLIST_CORRESPONDENT", 0,
+	    0, "%.100s", f->cop->key + strlen(GREYLIST_CORRESP));
+	if (now - r.last < 3600 || (j = job_new(c, NULL, "refresh")) ==
+	    NULL)
+		return VERDICT(V_CONTINUE);
+	r.last = now;
+	r.count++;
+	rec_put(store_batch_add(&j->b, STORE_PUT, f->cop->key), &r,
+	    now + conf->corr_ttl);
+	return job_submit(c, st, j, VERDICT(V_CONTINUE), false);
 }
 
 /* A known pass: refreshed (at most hourly) without waiting. */
@@ -739,8 +964,16 @@ gl_pass(struct filter_call *c, struct store *st, struct gl_data *gd,
 		gl_key(k, sizeof(k), GREYLIST_ALIAS, keys[i], tail);
 		store_batch_add(&j->b, STORE_DEL, k);
 	}
-	/* The matched triplet may sit under a key this client lacks. */
-	store_batch_add(&j->b, STORE_DEL, f->top->key);
+	/* The matched record was read under one of these keys; the first
+	 * attempt's records under keys this client lacks expire, and its
+	 * marker goes now: it was retried. */
+	never_key(k, sizeof(k), f->trec.first, tail);
+	store_batch_add(&j->b, STORE_DEL, k);
+	metric_add(j, GREYLIST_M_PASSED, 1);
+	snprintf(k, sizeof(k), "%s%s", GREYLIST_M_DELAY,
+	    greylist_bucket_name(greylist_bucket(delay)));
+	metric_add(j, k, 1);
+	metric_never(j);
 	return job_submit(c, st, j, VERDICT(V_CONTINUE), true);
 }
 
@@ -769,6 +1002,11 @@ gl_first(struct filter_call *c, struct store *st, struct gl_data *gd,
 		rec_put(store_batch_add(&j->b, STORE_PUT_NEW, k), &r,
 		    now + conf->retry_window);
 	}
+	never_key(k, sizeof(k), now, tail);
+	rec_put(store_batch_add(&j->b, STORE_PUT_NEW, k), &r,
+	    now + conf->retry_window);
+	metric_add(j, GREYLIST_M_DEFERRED, 1);
+	metric_never(j);
 	return job_submit(c, st, j, gl_defer(c, gd, conf->delay), true);
 }
 
@@ -797,6 +1035,8 @@ gl_early(struct filter_call *c, struct store *st, struct gl_data *gd,
 	r.last = now;
 	r.count++;
 	rec_put(op, &r, r.first + conf->retry_window);
+	metric_add(j, GREYLIST_M_DEFERRED, 1);
+	metric_never(j);
 	return job_submit(c, st, j, gl_defer(c, gd, left), true);
 }
 
@@ -807,6 +1047,7 @@ greylist_rcpt(struct filter_call *c)
 	const struct greylist_state	*gs = c->state;
 	char				 keys[GREYLIST_POOLS][GREYLIST_POOL_MAX];
 	char				 tail[400], err[256];
+	char				 ckey[STORE_KEY_MAX + 1];
 	struct store_batch		*b;
 	struct gl_found			 f;
 	struct gl_data			*gd;
@@ -823,22 +1064,32 @@ greylist_rcpt(struct filter_call *c)
 		    err);
 		return VERDICT(V_CONTINUE);
 	}
-	if (c->s->base != NULL)
+	if (c->s->base != NULL && gl_base == NULL) {
+		gl_base = c->s->base;
 		(void)store_sweep_start(st, c->s->base,
 		    conf->sweep_interval * 1000, (size_t)conf->sweep_keys,
-		    GREYLIST_TRIPLET, sweep_notify);
+		    GREYLIST_NEVER, sweep_notify);
+	}
 	if ((gd = gl_data_get(c->s)) == NULL ||
 	    (b = malloc(sizeof(*b))) == NULL)
 		return VERDICT(V_CONTINUE);
 	nk = greylist_pool_keys(gs, c->s, keys, GREYLIST_POOLS);
 	triplet_tail(c->s, tail, sizeof(tail));
-	if (nk == 0 || gl_read(st, keys, nk, tail, b, &f) == -1) {
+	ckey[0] = '\0';
+	if (conf->corr_ttl > 0 && c->s->txn->cur->local &&
+	    !c->s->txn->from.null && greylist_corresp_key(
+	    c->s->txn->from.local, c->s->txn->from.domain,
+	    c->s->txn->cur->addr, ckey, sizeof(ckey)) == -1)
+		ckey[0] = '\0';
+	if (nk == 0 || gl_read(st, keys, nk, tail, ckey, b, &f) == -1) {
 		log_msg(LVL_WARN, c->s->id, "event=greylist_store "
 		    "error=\"%s\"", nk == 0 ? "no pool key" : b->err);
 		free(b);
 		return VERDICT(V_CONTINUE);
 	}
-	if (f.pass != -1)
+	if (f.cop != NULL)
+		v = gl_correspondent(c, st, &f, now);
+	else if (f.pass != -1)
 		v = gl_known(c, st, keys[f.pass], f.prec, now);
 	else if (gs->mode == GL_SELECTIVE && f.trip == -1 &&
 	    !greylist_suspect(c->s, conf->no_history, &why))
@@ -853,6 +1104,76 @@ greylist_rcpt(struct filter_call *c)
 	return v;
 }
 
+/*
+ * Known correspondents, recorded: a message from a relay or
+ * authenticated client, from one of our addresses L, records R -> L for
+ * each remote recipient R it was accepted for. Read first (directly): a
+ * record used within the hour is not written again; the writes are not
+ * waited for.
+ */
+static void
+gl_record(struct filter_call *c)
+{
+	const struct greylist_conf	*conf = c->conf;
+	struct session			*s = c->s;
+	struct txn			*t = s->txn;
+	char				 keys[STORE_BATCH_MAX][STORE_KEY_MAX + 1];
+	char				 laddr[GREYLIST_ADDR_MAX], err[160];
+	struct greylist_rec		 r, old;
+	struct store_batch		*rb;
+	struct store			*st;
+	struct gl_job			*j;
+	struct rcpt			*rc;
+	time_t				 now = store_now();
+	size_t				 i = 0, k, n, put = 0;
+
+	if (conf->corr_ttl == 0 || (!s->authenticated && !s->trusted) ||
+	    t == NULL || t->from.null || t->from.local[0] == '\0' ||
+	    !pipeline_is_local(c->policy, t->from.domain))
+		return;
+	if ((st = store_shared(err, sizeof(err))) == NULL ||
+	    (rb = malloc(sizeof(*rb))) == NULL)
+		return;
+	snprintf(laddr, sizeof(laddr), "%s@%s", t->from.local,
+	    t->from.domain);
+	while (i < t->nrcpt) {
+		memset(rb, 0, sizeof(*rb));
+		for (n = 0; i < t->nrcpt && n < STORE_BATCH_MAX; i++) {
+			rc = &t->rcpts[i];
+			if (!rc->accepted || rc->local || rc->consumed ||
+			    greylist_corresp_key(rc->path.local,
+			    rc->path.domain, laddr, keys[n],
+			    sizeof(keys[n])) == -1 ||
+			    store_batch_add(rb, STORE_GET, keys[n]) == NULL)
+				continue;
+			n++;
+		}
+		if (n == 0 || store_batch_run(st, rb) == -1 ||
+		    (j = job_new(c, NULL, "correspondent")) == NULL)
+			continue;
+		for (k = 0; k < n; k++) {
+			r = (struct greylist_rec){ now, now, 1, 0 };
+			if (rec_get(&rb->op[k], &old)) {
+				if (now - old.last < 3600)
+					continue;
+				r.first = old.first;
+				r.count = old.count + 1;
+			}
+			rec_put(store_batch_add(&j->b, STORE_PUT, keys[k]), &r,
+			    now + conf->corr_ttl);
+			put++;
+		}
+		if (j->b.n == 0)
+			free(j);
+		else
+			(void)job_submit(c, st, j, VERDICT(V_CONTINUE), false);
+	}
+	free(rb);
+	if (put > 0)
+		log_msg(LVL_INFO, s->id, "event=greylist action=record "
+		    "correspondents=%zu from=%s", put, laddr);
+}
+
 static struct verdict
 greylist_data_post(struct filter_call *c)
 {
@@ -860,6 +1181,7 @@ greylist_data_post(struct filter_call *c)
 	struct gl_data			*gd = filter_data(c->s, &filter_greylist);
 	char				 val[48];
 
+	gl_record(c);
 	if (gd == NULL || !conf->header || gd->delayed < 0 ||
 	    c->s->txn == NULL || gd->txn != c->s->txn->seq)
 		return VERDICT(V_CONTINUE);

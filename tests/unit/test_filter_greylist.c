@@ -3,7 +3,10 @@
  * pool keys from the session's evidence, selective-mode decisions, and
  * the hook against a real store under a test clock: first attempt
  * written under every pool key, an early retry counted, a late retry
- * from another address of the /24 passing, the pass then known.
+ * from another address of the /24 passing, the pass then known; an
+ * attempt retried through a weaker key never counted as never retried,
+ * the host-wide counters; karma evidence in selective mode; known
+ * correspondents recorded at data_post and honoured at RCPT.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -288,14 +291,184 @@ test_hook_flow(void **state)
 		op = store_batch_add(&b, STORE_SWEEP, "gl:");
 		op->key[0] = '\0';
 		op->num = 1000;
-		b.count_prefix = GREYLIST_TRIPLET;
+		b.count_prefix = GREYLIST_NEVER;
 		assert_int_equal(store_batch_run(store_shared(err,
 		    sizeof(err)), &b), 0);
 		assert_int_equal(b.sweep.counted, 1);
-		/* t, a:net, a:ip of the last client, and the first client's
-		 * a:ip:198.51.100.7 (the pass came from .99). */
-		assert_int_equal(b.sweep.removed, 4);
+		/* t, a:net, a:ip and n: of the last client, and the first
+		 * client's a:ip:198.51.100.7 (the pass came from .99). */
+		assert_int_equal(b.sweep.removed, 5);
 	}
+}
+
+/* Sweeps everything expired; the attempts it counted as never retried. */
+static size_t
+sweep_all(void)
+{
+	struct store_batch	 b;
+	struct store_op		*op;
+	char			 err[128];
+
+	memset(&b, 0, sizeof(b));
+	op = store_batch_add(&b, STORE_SWEEP, "gl:");
+	op->key[0] = '\0';
+	op->num = 100000;
+	b.count_prefix = GREYLIST_NEVER;
+	assert_int_equal(store_batch_run(store_shared(err, sizeof(err)), &b),
+	    0);
+	return b.sweep.counted;
+}
+
+static long long
+counter(const char *key)
+{
+	char			 err[128];
+	struct store		*st = store_shared(err, sizeof(err));
+	struct store_txn	*t = store_begin(st, false);
+	long long		 n = 0;
+
+	if (store_get(t, key, &n, sizeof(n)) != (long)sizeof(n))
+		n = 0;
+	store_abort(t);
+	return n;
+}
+
+/*
+ * An attempt stored under rdns:, net: and ip: and retried from another
+ * address of the /24 without the name: the pass matches through the
+ * net: alias, the gl:t:rdns: triplet is left to expire, and the attempt
+ * is still not counted as never retried (its one marker went with the
+ * pass). Another attempt, never retried, is counted once for its three
+ * keys. The host-wide counters follow.
+ */
+static void
+test_never_counted_once(void **state)
+{
+	long long	d0 = counter(GREYLIST_M_DEFERRED);
+	long long	p0 = counter(GREYLIST_M_PASSED);
+	long long	h0 = counter(GREYLIST_M_DELAY "lt15m");
+
+	(void)state;
+	(void)sweep_all();
+	set_txn("192.0.2.10");
+	h.s.rdns_verified = true;
+	snprintf(h.s.rdns, sizeof(h.s.rdns), "out-1.mail.bigsender.example");
+	harness_rcpt(&h, "<carol@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	assert_int_equal(counter(GREYLIST_M_DEFERRED), d0 + 1);
+	now_fake += 400;
+	set_txn("192.0.2.11");			/* no name: net: only */
+	harness_rcpt(&h, "<carol@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	assert_true(greylist_has_evidence(&h.s, "GREYLIST_PASS"));
+	assert_int_equal(counter(GREYLIST_M_PASSED), p0 + 1);
+	assert_int_equal(counter(GREYLIST_M_DELAY "lt15m"), h0 + 1);
+	/* Never retried, under three keys. */
+	set_txn("198.18.0.5");
+	h.s.rdns_verified = true;
+	snprintf(h.s.rdns, sizeof(h.s.rdns), "mx.other.example");
+	harness_rcpt(&h, "<carol@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	now_fake += 86400 + 1;
+	assert_int_equal(sweep_all(), 1);
+}
+
+/* The karma filter's evidence, by name, decides selective mode. */
+static void
+test_karma_selective(void **state)
+{
+	const char	*why;
+
+	(void)state;
+	set_txn("203.0.113.77");
+	h.s.rdns_verified = true;
+	snprintf(h.s.rdns, sizeof(h.s.rdns), "mx.karma.example");
+	free(h.s.sev);
+	h.s.sev = NULL;
+	/* No SPF result: suspect without karma... */
+	assert_true(greylist_suspect(&h.s, false, &why));
+	/* ...not with good history... */
+	filter_evidence(&h.s, &filter_greylist, "KARMA_GOOD", 0, 0, "x");
+	assert_false(greylist_suspect(&h.s, false, &why));
+	harness_rcpt(&h, "<dave@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_CONTINUE);
+	/* ...and bad history is suspicion of its own. */
+	free(h.s.sev);
+	h.s.sev = NULL;
+	filter_evidence(&h.s, &filter_greylist, "KARMA_BAD", 1, 0, "x");
+	assert_true(greylist_suspect(&h.s, false, &why));
+	assert_string_equal(why, "karma_bad");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	free(h.s.sev);
+	h.s.sev = NULL;
+}
+
+/* An authenticated client's message from alice to a remote address
+ * makes that address a known correspondent of alice's: its mail to
+ * alice is not greylisted; a stranger's, or its mail to bob, is. */
+static void
+test_correspondents(void **state)
+{
+	struct greylist_rec	r;
+	char			key[STORE_KEY_MAX + 1];
+
+	(void)state;
+	assert_int_equal(greylist_corresp_key("Prvs=1234abcdef=Zed+x",
+	    "Remote.Example", "Alice+tag@Example.TEST", key, sizeof(key)), 0);
+	assert_string_equal(key, "gl:c:zed@remote.example|alice@example.test");
+	/* Outbound, relayed for an authenticated user. */
+	set_txn("203.0.113.9");
+	h.s.authenticated = true;
+	snprintf(h.t.from.local, sizeof(h.t.from.local), "alice");
+	snprintf(h.t.from.domain, sizeof(h.t.from.domain), "example.test");
+	harness_rcpt(&h, "<Zed@remote.example>");
+	h.r.accepted = true;
+	h.t.rcpts = &h.r;
+	h.t.nrcpt = 1;
+	assert_int_equal(harness_call(&h, STAGE_DATA_POST), V_CONTINUE);
+	drain();
+	assert_int_equal(get_rec("gl:c:zed@remote.example|alice@example.test",
+	    &r), sizeof(r));
+	assert_int_equal(r.first, now_fake);
+	h.t.rcpts = NULL;
+	h.t.nrcpt = 0;
+	h.s.authenticated = false;
+	/* Inbound from the correspondent, another address: not greylisted. */
+	set_txn("198.51.200.1");
+	snprintf(h.t.from.local, sizeof(h.t.from.local), "zed");
+	snprintf(h.t.from.domain, sizeof(h.t.from.domain), "remote.example");
+	harness_rcpt(&h, "<alice@example.test>");
+	free(h.s.sev);
+	h.s.sev = NULL;
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_CONTINUE);
+	assert_true(greylist_has_evidence(&h.s, "GREYLIST_CORRESPONDENT"));
+	/* To another local user, or from a stranger: greylisted. */
+	harness_rcpt(&h, "<bob@example.test>");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	harness_rcpt(&h, "<alice@example.test>");
+	snprintf(h.t.from.local, sizeof(h.t.from.local), "mallory");
+	assert_int_equal(harness_call(&h, STAGE_RCPT), V_PENDING);
+	drain();
+	/* A stranger's client (not relay, not auth) records nothing. */
+	snprintf(h.t.from.local, sizeof(h.t.from.local), "alice");
+	snprintf(h.t.from.domain, sizeof(h.t.from.domain), "example.test");
+	harness_rcpt(&h, "<eve@remote.example>");
+	h.r.accepted = true;
+	h.t.rcpts = &h.r;
+	h.t.nrcpt = 1;
+	assert_int_equal(harness_call(&h, STAGE_DATA_POST), V_CONTINUE);
+	drain();
+	assert_int_equal(get_rec("gl:c:eve@remote.example|alice@example.test",
+	    &r), -1);
+	h.t.rcpts = NULL;
+	h.t.nrcpt = 0;
+	free(h.s.sev);
+	h.s.sev = NULL;
 	free(filter_data(&h.s, &filter_greylist));
 	tpool_stop();
 	store_sweep_stop();
@@ -311,6 +484,9 @@ main(void)
 		cmocka_unit_test(test_pool_keys),
 		cmocka_unit_test(test_selective),
 		cmocka_unit_test(test_hook_flow),
+		cmocka_unit_test(test_never_counted_once),
+		cmocka_unit_test(test_karma_selective),
+		cmocka_unit_test(test_correspondents),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
