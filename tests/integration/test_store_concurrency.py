@@ -52,7 +52,7 @@ def edits(m):
 def test_two_workers_and_moatctl_write_at_once(make_moat):
     m = make_moat(workers=2, sections={
         "pipeline": {"filters": "relay recipients greylist karma"},
-        "greylist": {"mode": "always", "delay": "600"}})
+        "greylist": {"apply": "always", "delay": "600"}})
     with concurrent.futures.ThreadPoolExecutor(5) as ex:
         ed = ex.submit(edits, m)
         clients = [ex.submit(attempts, m.port, k * 15, 15) for k in range(4)]
