@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/config.h"
 #include "../core/lists.h"
 #include "../core/log.h"
 #include "../store/store.h"
@@ -77,6 +78,7 @@ struct karma_conf {
 	long long	 errors;
 	bool		 at_rcpt;
 	char		*greytraps;
+	char		*trap_domains;
 	long long	 trap_weight;
 	bool		 trap_block;
 	long long	 trap_ttl;
@@ -86,6 +88,7 @@ struct karma_conf {
 struct karma_state {
 	struct karma_rule	rule;
 	struct strset		traps;
+	struct strset		trap_doms;	/* lower case */
 };
 
 /* Per session: the client's name, the transaction followed, what of the
@@ -147,6 +150,10 @@ static const struct opt karma_opts[] = {
 	{ "greytraps", OPT_PATH, "", 0, 0,
 	    offsetof(struct karma_conf, greytraps),
 	    "file of trap addresses, one per line (exact, no case)" },
+	{ "trap_domains", OPT_STR, "", 0, 0,
+	    offsetof(struct karma_conf, trap_domains),
+	    "domains (and their subdomains) whose every address is a trap: "
+	    "domains that never had mail" },
 	{ "trap_weight", OPT_INT, "10", 0, 1000,
 	    offsetof(struct karma_conf, trap_weight),
 	    "bad attempts a connection with a RCPT to a greytrap counts as" },
@@ -414,13 +421,48 @@ karma_rule_of(const void *vconf, struct karma_rule *r)
 
 /* ---- Init ------------------------------------------------------------ */
 
+/* "old.example.test spamtrap.example.org": each a domain, lower-cased. */
+static int
+trap_domains_load(struct karma_state *ks, const char *list, char *err,
+    size_t errlen)
+{
+	char	*copy, *w[64], *p;
+	int	 n, i;
+
+	if (list == NULL || list[0] == '\0')
+		return 0;
+	if ((copy = strdup(list)) == NULL)
+		return -1;
+	if ((n = config_words(copy, w, 64)) < 0) {
+		snprintf(err, errlen, "trap_domains: more than 64 domains");
+		free(copy);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		for (p = w[i]; *p != '\0'; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (w[i][0] == '.' || strchr(w[i], '@') != NULL ||
+		    strchr(w[i], '.') == NULL ||
+		    strset_add(&ks->trap_doms, w[i], strlen(w[i])) == -1) {
+			snprintf(err, errlen, "trap_domains: '%s' is not a "
+			    "domain", w[i]);
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
+	return 0;
+}
+
 static void
 karma_fini(void *state)
 {
 	struct karma_state *ks = state;
 
-	if (ks != NULL)
+	if (ks != NULL) {
 		strset_free(&ks->traps);
+		strset_free(&ks->trap_doms);
+	}
 	free(ks);
 	if (karma_refs > 0 && --karma_refs == 0) {
 		window_table_free(karma_table);
@@ -437,11 +479,13 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 	if ((ks = calloc(1, sizeof(*ks))) == NULL)
 		return -1;
 	strset_init(&ks->traps);
+	strset_init(&ks->trap_doms);
 	*state = ks;
 	if (karma_table == NULL && (karma_table =
 	    window_table_shared("karma", KARMA_CELLS)) == NULL) {
 		snprintf(err, errlen, "cannot map the karma table");
 		strset_free(&ks->traps);
+		strset_free(&ks->trap_doms);
 		free(ks);
 		*state = NULL;
 		return -1;
@@ -451,7 +495,7 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 	if (conf->greytraps != NULL && conf->greytraps[0] != '\0' &&
 	    strset_load(&ks->traps, conf->greytraps, err, errlen) == -1)
 		return -1;
-	return 0;
+	return trap_domains_load(ks, conf->trap_domains, err, errlen);
 }
 
 /* ---- Per session ------------------------------------------------------ */
@@ -696,11 +740,28 @@ karma_settle(struct filter_call *c, struct karma_data *d, bool ending)
 	karma_block(c, d, conf->block, r);
 }
 
+/* A trap address, or any address at a trap domain or under one. */
 static bool
 is_trap(const struct karma_state *ks, const struct rcpt *r)
 {
-	return ks->traps.count > 0 && r->addr[0] != '\0' &&
-	    strset_has(&ks->traps, r->addr, strlen(r->addr));
+	char		 d[sizeof(r->path.domain)];
+	const char	*p;
+	size_t		 i;
+
+	if (ks->traps.count > 0 && r->addr[0] != '\0' &&
+	    strset_has(&ks->traps, r->addr, strlen(r->addr)))
+		return true;
+	if (ks->trap_doms.count == 0 || r->path.literal ||
+	    r->path.domain[0] == '\0')
+		return false;
+	for (i = 0; r->path.domain[i] != '\0' && i + 1 < sizeof(d); i++)
+		d[i] = (char)tolower((unsigned char)r->path.domain[i]);
+	d[i] = '\0';
+	for (p = d; p != NULL; p = (p = strchr(p, '.')) != NULL ? p + 1 :
+	    NULL)
+		if (strset_has(&ks->trap_doms, p, strlen(p)))
+			return true;
+	return false;
 }
 
 /* A greytrap hit: the connection counts trap_weight bad attempts. */

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import time
 
-from moatlib import Client, dot_stuff, message
+from moatlib import MOATD, Client, dot_stuff, message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MOATCTL = os.path.join(ROOT, os.environ.get("MOATCTL", "build/moatctl"))
@@ -266,6 +266,39 @@ def test_greytrap_blocks_at_once(make_moat):
     text = refused_at_connect(m.port, src)
     assert text is not None and "greytrap" in text, m.log()
     assert "event=karma action=greytrap ip=127.0.0.5" in m.log()
+
+
+def test_trap_domain_blocks(make_moat):
+    # Any address at a trap domain or under it is a greytrap, ours or not
+    # (relaying refused first); the same client's next connection is
+    # refused. A neighbour domain is not a trap.
+    secs = dict(SECTIONS, karma=dict(SECTIONS["karma"],
+                                     trap_domains="Old.Example.NET"))
+    m = make_moat(sections=secs, files=FILES)
+    c, code, _ = connect(m.port, "127.0.0.31")
+    c.cmd("EHLO client.example.org", 250)
+    c.cmd("MAIL FROM:<someone@example.org>", 250)
+    assert c.cmd("RCPT TO:<x@notold.example.net>")[0] == 554   # relay
+    c.cmd("QUIT", 221)
+    c.close()
+    assert refused_at_connect(m.port, "127.0.0.31", wait=0.3) is None
+    src = "127.0.0.32"
+    c, code, _ = connect(m.port, src)
+    c.cmd("EHLO client.example.org", 250)
+    c.cmd("MAIL FROM:<someone@example.org>", 250)
+    assert c.cmd("RCPT TO:<anyone@mx.old.example.net>")[0] == 554
+    c.cmd("QUIT", 221)
+    c.close()
+    text = refused_at_connect(m.port, src)
+    assert text is not None and "greytrap" in text, m.log()
+    # A bad value is refused at load, with file:line.
+    bad = dict(SECTIONS, karma=dict(SECTIONS["karma"],
+                                    trap_domains="user@old.example.net"))
+    m2 = make_moat(sections=bad, files=FILES, start=False)
+    out = subprocess.run([MOATD, "-t", "-c", m2.conf],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 1 and "trap_domains: 'user@old.example.net'" \
+        in out.stderr and "moat.conf:" in out.stderr, out.stderr
 
 
 def test_at_rcpt_keeps_postmaster(make_moat):
