@@ -660,6 +660,30 @@ has_evidence(const struct session *s, const char *filter, const char *name)
 	return false;
 }
 
+/*
+ * True when a rate limit keyed on the client itself refused it. Limits
+ * keyed on what a third party controls (a sender address or domain, a
+ * recipient, the bounce hold) are not the client's misbehaviour: a
+ * botnet forging @example.com senders must not get example.com's own
+ * servers blocked, nor a joe-job the servers that bounce it.
+ */
+static bool
+client_limited(const struct session *s)
+{
+	static const char *const own[] = { "in_connections", "in_messages",
+	    "in_recipients", "in_net_messages" };
+	size_t i, k;
+
+	if (s->sev == NULL)
+		return false;
+	for (i = 0; i < s->sev->nev; i++)
+		for (k = 0; k < sizeof(own) / sizeof(own[0]); k++)
+			if (strcmp(s->sev->ev[i].filter, "ratelimit") == 0 &&
+			    strcmp(s->sev->ev[i].name, own[k]) == 0)
+				return true;
+	return false;
+}
+
 /* True when the policy only observes f (its refusals did not happen). */
 static bool
 observed(const struct filter_call *c, const char *name)
@@ -686,7 +710,7 @@ karma_conn_bad(struct filter_call *c)
 		return "protocol";
 	if (s->auth_failures > 0)
 		return "auth_failed";
-	if (has_evidence(s, "ratelimit", NULL) && !observed(c, "ratelimit"))
+	if (client_limited(s) && !observed(c, "ratelimit"))
 		return "ratelimit";
 	return NULL;
 }
@@ -794,8 +818,7 @@ karma_rcpt_outcome(struct filter_call *c, struct karma_data *d,
 		d->pend++;
 	else if ((r->verdict.code == V_DENY && r->verdict.esc != NULL &&
 	    strcmp(r->verdict.esc, "5.1.1") == 0) ||
-	    strncmp(r->reply, "550 5.1.1", 9) == 0 ||
-	    (r->verdict.by != NULL && strcmp(r->verdict.by, "ratelimit") == 0))
+	    strncmp(r->reply, "550 5.1.1", 9) == 0)
 		d->bad++;
 }
 

@@ -537,7 +537,14 @@ test_history_evidence(void **st)
 	/* A passed greylisting retry is good too, and one bad connection
 	 * makes the history KARMA_BAD. */
 	session_clean(&h);
-	filter_evidence(&h.s, &fake_ratelimit, "x", 0, 0, "y");
+	filter_evidence(&h.s, &fake_ratelimit, "in_recipients", 0, 0, "y");
+	(void)call(&h, STAGE_DISCONNECT);
+	/* A limit keyed on what a third party controls (a forged sender's
+	 * domain, a recipient, the bounce hold) is not the client's. */
+	session_clean(&h);
+	filter_evidence(&h.s, &fake_ratelimit, "in_domain_messages", 0, 0,
+	    "y");
+	filter_evidence(&h.s, &fake_ratelimit, "bounce_hold", 0, 0, "y");
 	(void)call(&h, STAGE_DISCONNECT);
 	session_clean(&h);
 	(void)call(&h, STAGE_CONNECT);
