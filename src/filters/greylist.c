@@ -1119,6 +1119,7 @@ gl_record(struct filter_call *c)
 	struct txn			*t = s->txn;
 	char				 keys[STORE_BATCH_MAX][STORE_KEY_MAX + 1];
 	char				 laddr[GREYLIST_ADDR_MAX], err[160];
+	char				 tmp[LIMIT_LOCAL_PART + 1];
 	struct greylist_rec		 r, old;
 	struct store_batch		*rb;
 	struct store			*st;
@@ -1134,8 +1135,10 @@ gl_record(struct filter_call *c)
 	if ((st = store_shared(err, sizeof(err))) == NULL ||
 	    (rb = malloc(sizeof(*rb))) == NULL)
 		return;
-	snprintf(laddr, sizeof(laddr), "%s@%s", t->from.local,
-	    t->from.domain);
+	/* batv may have signed the sender (prvs=TAG=alice): the
+	 * correspondent writes back to alice@, and the tag changes daily. */
+	snprintf(laddr, sizeof(laddr), "%s@%s", batv_unwrap(t->from.local,
+	    tmp, sizeof(tmp)), t->from.domain);
 	while (i < t->nrcpt) {
 		memset(rb, 0, sizeof(*rb));
 		for (n = 0; i < t->nrcpt && n < STORE_BATCH_MAX; i++) {

@@ -284,3 +284,26 @@ def test_known_correspondent(make_moat):
         == 451
     assert attempt(m.port, src="127.0.1.7", sender="zed@remote.test",
                    rcpt="bob@example.test")[0] == 451
+
+
+def test_known_correspondent_with_batv_signing(make_moat):
+    """With [batv] sign = yes alice's envelope sender leaves as
+    prvs=TAG=alice@; the correspondent is still recorded for alice@ (the
+    address zed writes back to), not for the day's tag."""
+    m = make_moat(sections=dict(
+        SECTIONS, pipeline={"filters": "relay batv recipients greylist"},
+        relay={"networks": "nets"},
+        batv={"key_file": "batvkeys", "sign": "yes"},
+        greylist={"delay": "60", "apply": "always"}),
+        files={"nets": "127.0.0.9/32\n", "batvkeys": "a key\n"})
+    assert attempt(m.port, src="127.0.0.9", sender="alice@example.test",
+                   rcpt="zed@remote.test", data=True)[0] == 250
+    assert "from=alice@example.test signed" in open(m.json_path).read()
+    key = "corresp gl:c:zed@remote.test|alice@example.test"
+    end = time.monotonic() + 10
+    while key not in ctl(m, "list").stdout and time.monotonic() < end:
+        time.sleep(0.05)
+    assert key in ctl(m, "list").stdout, ctl(m, "list").stdout
+    code, text = attempt(m.port, src="127.0.1.7", sender="zed@remote.test",
+                         data=True)
+    assert code == 250, text
