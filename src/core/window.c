@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,8 +27,12 @@ struct cell {
 	uint64_t	tat;	/* us on window_now_ms()'s clock */
 };
 
+/* Cell 0 is the table's header: this magic and the hash seed. */
+#define WINDOW_MAGIC	0x6d6f617477696e31ULL	/* "moatwin1" */
+
 struct window_table {
 	struct cell		*cells;
+	uint64_t		 seed;		/* keys' hash: not guessable */
 	size_t			 mask;
 	size_t			 bytes;
 	bool			 mapped;
@@ -116,6 +121,14 @@ window_table_new(size_t cells, bool shared)
 		free(t);
 		return NULL;
 	}
+	/* A secret seed: a client that picks its sender or recipient
+	 * cannot aim its keys at another key's cells (all of a key's
+	 * cells taken means that key is not limited). */
+	if (getrandom(&t->seed, sizeof(t->seed), 0) != sizeof(t->seed))
+		t->seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^
+		    (uint64_t)(uintptr_t)t;
+	t->cells[0].key = WINDOW_MAGIC;
+	t->cells[0].tat = t->seed;
 	return t;
 }
 
@@ -132,32 +145,41 @@ window_table_shared(const char *name, size_t cells)
 	return t;
 }
 
-/* Moves t's cells into the file dir/NAME.win (made anew: what an older
- * run left there was counted on another boot's monotonic clock). */
+/* Moves t's cells into the file dir/NAME.win, made anew (what an older
+ * run left there was counted on another boot's monotonic clock): a new
+ * file renamed over the old, so workers of an older generation that
+ * still map the old one keep their own cells (truncating it under them
+ * would be SIGBUS). */
 static int
 publish_one(struct window_table *t, const char *dir, char *err,
     size_t errlen)
 {
-	char	 path[4096];
+	char	 path[4096], tmp[4096 + 16];
 	void	*m;
 	int	 fd;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s.win", dir,
-	    t->name) >= sizeof(path)) {
+	    t->name) >= sizeof(path) || (size_t)snprintf(tmp, sizeof(tmp),
+	    "%s.%ld", path, (long)getpid()) >= sizeof(tmp)) {
 		snprintf(err, errlen, "%s: path too long", dir);
 		return -1;
 	}
-	if ((fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
+	if ((fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
 	    0640)) == -1 || ftruncate(fd, (off_t)t->bytes) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd != -1)
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		if (fd != -1) {
 			close(fd);
+			unlink(tmp);
+		}
 		return -1;
 	}
 	m = mmap(NULL, t->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
-	if (m == MAP_FAILED) {
-		snprintf(err, errlen, "%s: mmap: %s", path, strerror(errno));
+	if (m == MAP_FAILED || rename(tmp, path) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (m != MAP_FAILED)
+			munmap(m, t->bytes);
+		unlink(tmp);
 		return -1;
 	}
 	memcpy(m, t->cells, t->bytes);
@@ -207,13 +229,16 @@ window_table_open(const char *path, char *err, size_t errlen)
 	}
 	m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 	close(fd);
-	if (m == MAP_FAILED || (t = calloc(1, sizeof(*t))) == NULL) {
-		snprintf(err, errlen, "%s: cannot map", path);
+	if (m == MAP_FAILED || ((struct cell *)m)->key != WINDOW_MAGIC ||
+	    (t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, m == MAP_FAILED ?
+		    "cannot map" : "not a window table");
 		if (m != MAP_FAILED)
 			munmap(m, (size_t)st.st_size);
 		return NULL;
 	}
 	t->cells = m;
+	t->seed = ((struct cell *)m)->tat;
 	t->mask = n - 1;
 	t->bytes = (size_t)st.st_size;
 	t->mapped = true;
@@ -250,10 +275,11 @@ window_now_ms(void)
 
 /* FNV-1a over the limit and the key, finished by a 64-bit mix. */
 static uint64_t
-hash_key(const struct window_limit *l, const void *key, size_t n)
+hash_key(uint64_t seed, const struct window_limit *l, const void *key,
+    size_t n)
 {
 	const unsigned char	*p = key;
-	uint64_t		 h = 0xcbf29ce484222325ULL, w[2];
+	uint64_t		 h = 0xcbf29ce484222325ULL ^ seed, w[2];
 	size_t			 i;
 
 	w[0] = l->count;
@@ -264,6 +290,8 @@ hash_key(const struct window_limit *l, const void *key, size_t n)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdULL;
+	h ^= (h >> 33) ^ seed;
+	h *= 0xc4ceb9fe1a85ec53ULL;
 	h ^= h >> 33;
 	return h != 0 ? h : 1;
 }
@@ -280,7 +308,9 @@ cell_find(struct window_table *t, uint64_t h, uint64_t now_us, bool claim)
 	size_t		 i;
 
 	for (i = 0; i < WINDOW_PROBE; i++) {
-		c = &t->cells[(h + i) & t->mask];
+		/* Cell 0 is the header. */
+		c = &t->cells[((h + i) & t->mask) != 0 ? (h + i) & t->mask :
+		    1];
 		k = __atomic_load_n(&c->key, __ATOMIC_ACQUIRE);
 		if (k == h)
 			return c;
@@ -319,7 +349,7 @@ window_take(struct window_table *t, const struct window_limit *l,
 	if (e == 0)
 		e = 1;
 	tol = e * l->count;
-	if ((c = cell_find(t, hash_key(l, key, keylen), now, true)) == NULL) {
+	if ((c = cell_find(t, hash_key(t->seed, l, key, keylen), now, true)) == NULL) {
 		r.full = true;
 		return r;
 	}
@@ -347,7 +377,7 @@ window_peek(struct window_table *t, const struct window_limit *l,
 	uint64_t	 now = now_ms * 1000, tat, e;
 
 	if (t == NULL || l->count == 0 ||
-	    (c = cell_find(t, hash_key(l, key, keylen), now, false)) == NULL)
+	    (c = cell_find(t, hash_key(t->seed, l, key, keylen), now, false)) == NULL)
 		return 0;
 	e = l->period_ms * 1000 / l->count;
 	tat = __atomic_load_n(&c->tat, __ATOMIC_ACQUIRE);

@@ -21,6 +21,10 @@
  * survive belong in the store), and a TAT is on a clock that restarts
  * with the machine.
  *
+ * Keys are hashed with a random seed per table (kept in cell 0, the
+ * header, which window_table_open reads): a client choosing its sender
+ * or recipient cannot aim keys at another key's cells to take them all.
+ *
  * Invariants: a cell whose TAT is in the past holds no debt and may be
  * taken by another key; a key probes at most WINDOW_PROBE cells; with
  * none free the event is allowed (fail open, counted in `full`): a full
