@@ -199,7 +199,7 @@ writer_work(void *arg)
 	}
 }
 
-static void writer_kick(struct store *);
+static int writer_kick(struct store *, const struct store_batch *);
 
 /* On the loop: each batch's done, then the next job. */
 static void
@@ -218,18 +218,25 @@ writer_done(void *arg)
 	}
 	free(j);
 	wq_running = false;
-	writer_kick(st);
+	(void)writer_kick(st, NULL);
 }
 
-/* Hands every waiting batch to one job, unless a job is out. */
-static void
-writer_kick(struct store *st)
+/*
+ * Hands every waiting batch to one job, unless a job is out. With no job
+ * the waiting batches fail: done() reports -1, except for `caller`'s
+ * batch, which is being submitted (store_batch_submit returns -1 for it:
+ * its done must not run under the caller's feet). -1 when caller's
+ * batch failed.
+ */
+static int
+writer_kick(struct store *st, const struct store_batch *caller)
 {
 	struct writer_job	*j;
 	struct store_batch	*b, *next;
+	int			 rc = 0;
 
 	if (wq_running || wq_head == NULL)
-		return;
+		return 0;
 	if ((j = calloc(1, sizeof(*j))) != NULL) {
 		j->st = st;
 		j->head = wq_head;
@@ -237,11 +244,10 @@ writer_kick(struct store *st)
 		    j) == 0) {
 			wq_head = wq_tail = NULL;
 			wq_running = true;
-			return;
+			return 0;
 		}
 		free(j);
 	}
-	/* No job: the waiting batches fail now (done reports -1). */
 	b = wq_head;
 	wq_head = wq_tail = NULL;
 	for (; b != NULL; b = next) {
@@ -251,9 +257,12 @@ writer_kick(struct store *st)
 		snprintf(b->err, sizeof(b->err), "store writer: %s",
 		    strerror(errno));
 		wq_pending--;
-		if (b->done != NULL)
+		if (b == caller)
+			rc = -1;
+		else if (b->done != NULL)
 			b->done(b);
 	}
+	return rc;
 }
 
 int
@@ -278,8 +287,7 @@ store_batch_submit(struct store *st, struct event_base *base,
 		wq_head = b;
 	wq_tail = b;
 	wq_pending++;
-	writer_kick(st);
-	return 0;
+	return writer_kick(st, b);
 }
 
 size_t
