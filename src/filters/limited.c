@@ -17,12 +17,18 @@
  * count grew); a recipient refused after limited (recipient validation)
  * is given back at DATA, a transaction that ends otherwise (RSET, a
  * refusal at DATA, a disconnect) at the next MAIL, RCPT or disconnect
- * of the session. So no more than N messages ever pass; a refusal may
- * meet a count that a reservation given back later would have freed.
+ * of the session. So, while the store answers, no more than N messages
+ * ever pass; a refusal may meet a count that a reservation given back
+ * later would have freed. Two forms of one mailbox in one transaction
+ * (user.1.count and User.2.count) are one recipient: the core answers
+ * the second as a duplicate and does not accept it, so its reservation
+ * is given back.
  *
  * Invariants: date addresses never touch the store. A store that cannot
- * be read or written never holds mail: the address is unwrapped and
- * passes (no opinion), with a warning logged, as greylist does. A job
+ * be read or written (or answers past the deadline) never holds mail:
+ * the address is unwrapped and passes uncounted (no opinion), with a
+ * warning logged, as greylist does; the limit is a convenience for the
+ * address's owner, not a security boundary worth refusing mail for. A job
  * whose session or step is gone gives its reservation back in done().
  */
 #include <ctype.h>

@@ -497,6 +497,24 @@ rcpt_duplicate(const struct txn *t, const struct path *p)
 	return NULL;
 }
 
+/* After the filters: r, rewritten by one of them, is an address already
+ * accepted (a local part of ours compared without case: it is the same
+ * mailbox). */
+static bool
+rcpt_rewritten_duplicate(const struct txn *t, const struct rcpt *r)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrcpt; i++)
+		if (&t->rcpts[i] != r && t->rcpts[i].accepted &&
+		    strcasecmp(t->rcpts[i].path.domain, r->path.domain) == 0 &&
+		    (r->local ? strcasecmp(t->rcpts[i].path.local,
+		    r->path.local) : strcmp(t->rcpts[i].path.local,
+		    r->path.local)) == 0)
+			return true;
+	return false;
+}
+
 /* True when every host of a source route is ours. */
 static bool
 route_is_local(const struct session *s, const struct policy *p,
@@ -1131,6 +1149,16 @@ rcpt_done(struct session *s, struct verdict v)
 		t->nconsumed++;
 		snprintf(r->reply, sizeof(r->reply), "250 2.1.5 OK");
 		reply(s, 250, "2.1.5", "Recipient OK");
+		return;
+	}
+	if ((v.code == V_CONTINUE || v.code == V_ACCEPT) &&
+	    rcpt_rewritten_duplicate(t, r)) {
+		/* A filter rewrote it (batv, limited) into an address
+		 * already accepted: one delivery per address. Not accepted,
+		 * so what the filter reserved for it is given back. */
+		session_set_state(s, ST_RCPT);
+		snprintf(r->reply, sizeof(r->reply), "250 2.1.5 Duplicate");
+		reply(s, 250, "2.1.5", "Duplicate recipient, already accepted");
 		return;
 	}
 	if (v.code == V_CONTINUE || v.code == V_ACCEPT) {

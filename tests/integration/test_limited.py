@@ -154,3 +154,24 @@ def test_order_after_recipients_refused_at_load(make_moat):
         assert f"moat.conf:{line}: [pipeline] filters: " in out.stderr, \
             out.stderr
         assert "must come before recipients" in out.stderr
+
+
+def test_two_forms_of_one_mailbox_deliver_once(make_moat):
+    """bob.1.count and bob.2.count (or another case) are both bob@: the
+    second is a duplicate, acknowledged and not added (one delivery), and
+    the count it reserved is given back."""
+    m = limited_moat(make_moat)
+    c = greet(m.port)
+    c.cmd("MAIL FROM:<someone@example.org>", 250)
+    c.cmd("RCPT TO:<bob.1.count@example.test>", 250)
+    code, lines = c.cmd("RCPT TO:<Bob.2.Count@example.test>")
+    assert code == 250 and "Duplicate" in lines[-1], lines
+    assert deliver(c, "once") == 250
+    c.cmd("QUIT")
+    c.close()
+    assert len(m.delivered("bob")) == 1
+    # bob.1's one count is spent; bob.2 has both of its counts.
+    assert one(m, "bob.1.count@example.test", "x")[0] == 550
+    for i in range(2):
+        assert one(m, "bob.2.count@example.test", f"b{i}")[0] == 250, i
+    assert one(m, "bob.2.count@example.test", "b2")[0] == 550
