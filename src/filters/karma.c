@@ -793,12 +793,21 @@ static void
 karma_trap(struct filter_call *c, struct karma_data *d,
     const struct rcpt *r)
 {
-	const struct karma_conf *conf = c->conf;
+	const struct karma_conf	*conf = c->conf;
+	char			 safe[sizeof(r->addr)];
+	size_t			 i;
 
 	d->trap = true;
 	d->bad++;
+	/* A quoted local part may hold spaces, '=' and '"': not a
+	 * key=value of its own in the log line. */
+	for (i = 0; r->addr[i] != '\0' && i + 1 < sizeof(safe); i++)
+		safe[i] = r->addr[i] == ' ' || r->addr[i] == '"' ||
+		    r->addr[i] == '=' || (unsigned char)r->addr[i] < 0x20 ?
+		    '_' : r->addr[i];
+	safe[i] = '\0';
 	log_msg(LVL_INFO, c->s->id, "event=karma action=greytrap "
-	    "ip=%s rcpt=%s", c->s->ip, r->addr);
+	    "ip=%s rcpt=\"%s\"", c->s->ip, safe);
 	if (conf->trap_block && !d->blocked)
 		karma_block(c, d, conf->trap_ttl, "greytrap");
 }

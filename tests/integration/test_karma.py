@@ -265,7 +265,8 @@ def test_greytrap_blocks_at_once(make_moat):
     c.close()
     text = refused_at_connect(m.port, src)
     assert text is not None and "greytrap" in text, m.log()
-    assert "event=karma action=greytrap ip=127.0.0.5" in m.log()
+    assert 'event=karma action=greytrap ip=127.0.0.5 ' \
+        'rcpt="trap@example.test"' in m.log()
 
 
 def test_trap_domain_blocks(make_moat):
