@@ -90,6 +90,9 @@ void	filter_resume(struct step_token tok, struct verdict);
 /* The filter's per-session data; set once, freed by f->data_free. */
 void	*filter_data(struct session *, const struct filter *);
 int	 filter_data_set(struct session *, const struct filter *, void *);
+/* The filter's per-session data, made (size bytes, zeroed) when it has
+ * none yet; NULL when it cannot be. */
+void	*filter_data_new(struct session *, const struct filter *, size_t);
 /* Counts work started for the session (a lookup) and its end. */
 void	 filter_work_add(struct session *, const struct filter *);
 void	 filter_work_done(struct session *, const struct filter *);

@@ -501,17 +501,12 @@ greylist_data_free(void *data)
 static struct gl_data *
 gl_data_get(struct session *s)
 {
-	struct gl_data *gd = filter_data(s, &filter_greylist);
+	struct gl_data	*gd = filter_data(s, &filter_greylist);
 
 	if (gd != NULL)
 		return gd;
-	if ((gd = calloc(1, sizeof(*gd))) == NULL)
-		return NULL;
-	gd->delayed = -1;
-	if (filter_data_set(s, &filter_greylist, gd) == -1) {
-		free(gd);
-		return NULL;
-	}
+	if ((gd = filter_data_new(s, &filter_greylist, sizeof(*gd))) != NULL)
+		gd->delayed = -1;
 	return gd;
 }
 

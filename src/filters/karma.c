@@ -516,12 +516,8 @@ karma_data_get(struct filter_call *c)
 
 	if (d != NULL)
 		return d;
-	if ((d = calloc(1, sizeof(*d))) == NULL)
+	if ((d = filter_data_new(c->s, &filter_karma, sizeof(*d))) == NULL)
 		return NULL;
-	if (filter_data_set(c->s, &filter_karma, d) == -1) {
-		free(d);
-		return NULL;
-	}
 	/* An address that is not one (stdio sessions): itself. */
 	if (karma_client(c->s->ip, d->client, sizeof(d->client)) == -1)
 		snprintf(d->client, sizeof(d->client), "%s", c->s->ip);

@@ -173,17 +173,7 @@ limited_data_free(void *data)
 static struct lim_data *
 lim_data_get(struct session *s)
 {
-	struct lim_data *ld = filter_data(s, &filter_limited);
-
-	if (ld != NULL)
-		return ld;
-	if ((ld = calloc(1, sizeof(*ld))) == NULL)
-		return NULL;
-	if (filter_data_set(s, &filter_limited, ld) == -1) {
-		free(ld);
-		return NULL;
-	}
-	return ld;
+	return filter_data_new(s, &filter_limited, sizeof(struct lim_data));
 }
 
 static void

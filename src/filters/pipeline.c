@@ -108,6 +108,22 @@ filter_data_set(struct session *s, const struct filter *f, void *data)
 	return 0;
 }
 
+void *
+filter_data_new(struct session *s, const struct filter *f, size_t size)
+{
+	void *d = filter_data(s, f);
+
+	if (d != NULL)
+		return d;
+	if ((d = calloc(1, size)) == NULL)
+		return NULL;
+	if (filter_data_set(s, f, d) == -1) {
+		free(d);
+		return NULL;
+	}
+	return d;
+}
+
 unsigned
 filter_work_pending(struct session *s, const struct filter *f)
 {

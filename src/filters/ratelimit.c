@@ -351,18 +351,10 @@ out_subject(const struct session *s)
 static struct ratelimit_data *
 rl_data(struct filter_call *c)
 {
-	struct ratelimit_data *d = c->data;
-
-	if (d != NULL)
-		return d;
-	if ((d = calloc(1, sizeof(*d))) == NULL)
-		return NULL;
-	if (filter_data_set(c->s, &filter_ratelimit, d) == -1) {
-		free(d);
-		return NULL;
-	}
-	c->data = d;
-	return d;
+	if (c->data == NULL)
+		c->data = filter_data_new(c->s, &filter_ratelimit,
+		    sizeof(struct ratelimit_data));
+	return c->data;
 }
 
 /* "36s", "12m", "3h": the retry time, rounded up. */

@@ -153,17 +153,8 @@ tarpit_cancel(struct filter_call *c)
 static struct tarpit_data *
 tarpit_data(struct filter_call *c)
 {
-	struct tarpit_data *d = filter_data(c->s, &filter_tarpit);
-
-	if (d != NULL)
-		return d;
-	if ((d = calloc(1, sizeof(*d))) == NULL)
-		return NULL;
-	if (filter_data_set(c->s, &filter_tarpit, d) == -1) {
-		free(d);
-		return NULL;
-	}
-	return d;
+	return filter_data_new(c->s, &filter_tarpit,
+	    sizeof(struct tarpit_data));
 }
 
 /* Arms the session's timer for ms; false when it cannot. */
