@@ -308,10 +308,12 @@ static const struct opt auth_opts[] = {
 	{ "max_failures", OPT_INT, "3", 1, 1000, AUTHC(max_failures),
 	    "failed AUTHs in a session before 421 and close" },
 	{ "max_failures_ip", OPT_INT, "10", 1, 100000,
-	    AUTHC(max_failures_ip), "failed AUTHs from one address (per "
-	    "worker) within failure_window before it is refused" },
+	    AUTHC(max_failures_ip), "failed AUTHs from one address (all "
+	    "workers together) before it is refused; one is forgotten "
+	    "every failure_window" },
 	{ "failure_window", OPT_INT, "900", 1, 86400, AUTHC(failure_window),
-	    "seconds an address's failures are remembered" },
+	    "seconds after which one of an address's failures is "
+	    "forgotten" },
 	{ "threads", OPT_INT, "2", 1, 16, AUTHC(threads),
 	    "threads per worker checking password hashes" },
 	{ "queue", OPT_INT, "256", 1, 100000, AUTHC(queue),
@@ -732,6 +734,8 @@ auth_finish(struct load_ctx *lc, char *err, size_t errlen)
 	else if (ac->kind == AUTH_FILE && (ac->db = auth_db_load(
 	    ac->passwd_file, msg, sizeof(msg))) == NULL && msg[0] == '\0')
 		snprintf(msg, sizeof(msg), "cannot load passwd_file");
+	else if (ac->kind != AUTH_NONE && auth_fail_table() == -1)
+		snprintf(msg, sizeof(msg), "cannot map the failure table");
 	if (msg[0] == '\0')
 		return 0;
 	snprintf(err, errlen, "%s: [auth]: %s", at, msg);

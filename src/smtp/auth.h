@@ -138,5 +138,9 @@ const char	*auth_db_dummy(const struct auth_db *);
 
 /* "file"/"dovecot"/"none" to a backend; -1 for anything else. */
 int		auth_backend_parse(const char *, enum auth_backend *);
+/* The table of failures per client address, shared by the workers: made
+ * at config load (in the master, before the fork). -1 when it cannot be
+ * mapped. */
+int		auth_fail_table(void);
 
 #endif

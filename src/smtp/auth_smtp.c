@@ -14,9 +14,12 @@
  * every failure of the session or of the client's address, up to
  * fail_delay_max; the delay is a second STAGE_AUTH step, a timer, not a
  * sleep). max_failures in one session, or max_failures_ip from one
- * address within failure_window (counted per worker), get 421 4.7.0 and
- * the connection is closed; an address over its limit is refused at its
- * next AUTH without a check.
+ * address within failure_window, get 421 4.7.0 and the connection is
+ * closed; an address over its limit is refused at its next AUTH without
+ * a check. The address's failures are a GCRA cell (core/window.c) in a
+ * table every worker shares (made at config load, before the fork:
+ * auth_fail_table), so a client spread over the workers meets one limit;
+ * the count drops by one every failure_window.
  *
  * Secrets: the password and the SASL lines never reach a log (only the
  * mechanism, the user name made printable, and the outcome); the
@@ -34,6 +37,7 @@
 
 #include "../core/log.h"
 #include "../core/tpool.h"
+#include "../core/window.h"
 #include "auth.h"
 #include "auth_dovecot.h"
 #include "session_int.h"
@@ -67,34 +71,31 @@ struct check_job {
 	size_t			 passlen;
 };
 
-/*
- * Failures by client address, per worker: a small open-addressed table
- * (AUTH_IP_SLOTS, probing AUTH_IP_PROBE slots), entries forgotten
- * failure_window after their last failure; when every probed slot is
- * live the oldest is taken, so the table's memory is fixed whatever a
- * botnet does.
- */
-#define AUTH_IP_SLOTS	4096
-#define AUTH_IP_PROBE	8
+/* Failures by client address: max_failures_ip per failure_window. */
+static struct window_table	*auth_fails;
 
-struct ip_fail {
-	char		ip[48];
-	unsigned	n;
-	long long	last;		/* monotonic ms of the last failure */
-};
-
-/* Monotonic milliseconds: a window of a second must not be cut short or
- * stretched by a second boundary. */
-static long long
-fail_clock(void)
+int
+auth_fail_table(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (auth_fails == NULL)
+		auth_fails = window_table_shared("auth", 8192);
+	return auth_fails != NULL ? 0 : -1;
 }
 
-static struct ip_fail	ip_fails[AUTH_IP_SLOTS];
+/* Each failure is a failure_window of debt: the count drops by one
+ * every failure_window, so a slow guesser (one failure a little less
+ * often than the window) still reaches the limit. */
+static struct window_limit
+fail_limit(const struct auth_conf *ac)
+{
+	struct window_limit	l;
+	uint64_t		w = (uint64_t)ac->failure_window * 1000;
+
+	l.count = (uint64_t)ac->max_failures_ip;
+	l.period_ms = w * l.count < WINDOW_MAX_PERIOD_MS ? w * l.count :
+	    WINDOW_MAX_PERIOD_MS;
+	return l;
+}
 
 static double
 mono_ms_since(const struct timespec *t0)
@@ -106,49 +107,16 @@ mono_ms_since(const struct timespec *t0)
 	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static size_t
-ip_hash(const char *ip)
-{
-	size_t h = 2166136261u;
-
-	for (; *ip != '\0'; ip++)
-		h = (h ^ (unsigned char)*ip) * 16777619u;
-	return h;
-}
-
-/* The entry of ip (NULL when none and !create); expired ones count 0. */
-static struct ip_fail *
-ip_fail_find(const char *ip, long long window, bool create)
-{
-	long long	 now = fail_clock();
-	size_t		 h = ip_hash(ip), i;
-	struct ip_fail	*e, *take = NULL;
-
-	for (i = 0; i < AUTH_IP_PROBE; i++) {
-		e = &ip_fails[(h + i) % AUTH_IP_SLOTS];
-		if (e->ip[0] != '\0' && now - e->last > window * 1000)
-			e->n = 0;	/* expired */
-		if (strcmp(e->ip, ip) == 0)
-			return e;
-		if (take == NULL || e->n == 0 || (take->n != 0 &&
-		    e->last < take->last))
-			take = take != NULL && take->n == 0 ? take : e;
-	}
-	if (!create)
-		return NULL;
-	snprintf(take->ip, sizeof(take->ip), "%s", ip);
-	take->n = 0;
-	take->last = now;
-	return take;
-}
-
+/* The address's failures within failure_window, counted host-wide. */
 static unsigned
 ip_failures(const struct session *s)
 {
-	struct ip_fail *e = ip_fail_find(s->ip, s->conf->auth->failure_window,
-	    false);
+	struct window_limit l = fail_limit(s->conf->auth);
 
-	return e != NULL ? e->n : 0;
+	if (auth_fails == NULL)
+		(void)auth_fail_table();	/* --stdio: its own */
+	return (unsigned)window_peek(auth_fails, &l, s->ip, strlen(s->ip),
+	    window_now_ms());
 }
 
 /* A user name for the log: printable ASCII, quotes and backslashes
@@ -553,18 +521,21 @@ static void
 check_failed(struct session *s)
 {
 	const struct auth_conf	*ac = s->conf->auth;
-	struct ip_fail		*e;
-	unsigned		 n;
+	struct window_limit	 l = fail_limit(ac);
+	unsigned		 n, ipn;
 	long long		 delay;
 	char			 extra[128];
 
-	e = ip_fail_find(s->ip, ac->failure_window, true);
-	e->n++;
-	e->last = fail_clock();
-	n = ++s->auth_failures > e->n ? s->auth_failures : e->n;
+	/* At the limit a take is refused, and the count stays the limit. */
+	if (auth_fails == NULL)
+		(void)auth_fail_table();
+	(void)window_take(auth_fails, &l, s->ip, strlen(s->ip), 1,
+	    window_now_ms());
+	ipn = ip_failures(s);
+	n = ++s->auth_failures > ipn ? s->auth_failures : ipn;
 	delay = fail_delay(ac, n);
 	snprintf(extra, sizeof(extra), " failures=%u ip_failures=%u "
-	    "delay_ms=%lld verify_ms=%.1f", s->auth_failures, e->n, delay,
+	    "delay_ms=%lld verify_ms=%.1f", s->auth_failures, ipn, delay,
 	    s->sasl->verify_ms);
 	log_result(s, "fail", extra);
 	s->sasl->phase = SASL_DELAY;

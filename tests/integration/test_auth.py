@@ -220,6 +220,25 @@ def test_failures_per_address_across_sessions(tmp_path):
         m.stop()
 
 
+def test_failures_per_address_shared_by_workers(tmp_path):
+    """Two workers count one address's failures together: the 6th failed
+    AUTH, whichever workers the six connections reached, is answered 421.
+    (Counted per worker, the 6th would be 421 only when all six reached
+    one worker: 1 run in 32.)"""
+    m = make_moat(tmp_path, workers=2,
+                  auth={"max_failures": "10", "max_failures_ip": "6",
+                        "failure_window": "600"}).start()
+    try:
+        codes = []
+        for _ in range(6):
+            c, _ = tls_ehlo(m.port)
+            codes.append(c.cmd("AUTH PLAIN " + plain("alice", "wrong"))[0])
+            c.close()
+        assert codes == [535] * 5 + [421], codes
+    finally:
+        m.stop()
+
+
 def test_submission_port(moat):
     # Plain submission: STARTTLS, then AUTH before MAIL.
     c = Client(moat.sub_port)
