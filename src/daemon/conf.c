@@ -16,6 +16,7 @@
 #include "../core/lists.h"
 #include "../core/log.h"
 #include "../deliver/deliver.h"
+#include "../smtp/pregreet.h"
 #include "../smtp/tls.h"
 #include "../store/store.h"
 #include "conf.h"
@@ -798,6 +799,12 @@ conf_finish(struct load_ctx *lc, char *err, size_t errlen)
 	if (resolve_log(&cf->server.log, cf->dir) == -1 ||
 	    resolve_log(&cf->server.json_log, cf->dir) == -1)
 		return -1;
+	/* Shared by the workers: made here, in the master, before the
+	 * fork (the table outlives reloads). */
+	if (pregreet_table() == -1) {
+		snprintf(err, errlen, "cannot map the pre-greeting table");
+		return -1;
+	}
 	if (build_order(lc, err, errlen) == -1 ||
 	    apply_overrides(lc, err, errlen) == -1 ||
 	    load_local(cf, err, errlen) == -1 ||

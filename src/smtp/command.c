@@ -104,7 +104,7 @@ pregreet_done(struct session *s)
 		return;
 	if (s->pregreet != 3) {
 		s->pregreet = 1;
-		pregreet_remember(s->ip, time(NULL), s->conf->pregreet_ttl);
+		pregreet_remember(s->ip, s->conf->pregreet_ttl);
 	}
 	log_msg(LVL_INFO, s->id, "event=pregreet result=%s", s->pregreet == 3 ?
 	    "talked" : "waited");
@@ -135,7 +135,7 @@ command_greet(struct session *s)
 	long long wait = s->conf->pregreet_wait_ms;
 
 	if (wait > 0 && !s->stdio && !s->trusted && !s->client_allowed &&
-	    !pregreet_remembered(s->ip, time(NULL))) {
+	    !pregreet_remembered(s->ip, s->conf->pregreet_ttl)) {
 		if (s->conf->pregreet_busy > 0 &&
 		    session_count() > (size_t)s->conf->pregreet_busy)
 			wait = s->conf->pregreet_busy_wait_ms;

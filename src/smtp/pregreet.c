@@ -1,73 +1,56 @@
 /*
- * pregreet.c: the per-worker memory of clients that passed the
- * pre-greeting test. A fixed table (PREGREET_CACHE entries, 4-way
- * buckets by the address's hash): bounded, no allocation per client, and
- * an attacker cycling addresses only evicts other passes, which costs a
- * client one more wait, never a refusal.
+ * pregreet.c: the memory of clients that passed the pre-greeting test,
+ * shared by the workers: one GCRA cell per address (core/window.c) in a
+ * table made at config load, before the fork, so a client that waited
+ * once is greeted at once by whichever worker the kernel hands it next.
+ * A pass is one event of a limit of one per ttl: the cell's TAT is the
+ * end of the pass, and a peek that finds it in the future finds the
+ * pass. Bounded (PREGREET_CACHE cells, no allocation per client); an
+ * attacker cycling addresses can only fill it, which costs clients one
+ * more wait, never a refusal. A restart forgets (hot state).
  */
-#include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
+#include "../core/window.h"
 #include "pregreet.h"
 
-#define WAYS	4
+static struct window_table *pg_table;
 
-struct pass {
-	char	ip[48];
-	time_t	until;
-};
-
-static struct pass	table[PREGREET_CACHE];
-
-static uint32_t
-hash(const char *s)
+int
+pregreet_table(void)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
+	if (pg_table == NULL)
+		pg_table = window_table_shared("pregreet", PREGREET_CACHE);
+	return pg_table != NULL ? 0 : -1;
 }
 
-static struct pass *
-bucket(const char *ip)
+static struct window_limit
+pass_limit(long long ttl)
 {
-	return &table[(hash(ip) % (PREGREET_CACHE / WAYS)) * WAYS];
+	struct window_limit l;
+
+	l.count = 1;
+	l.period_ms = ttl * 1000 < WINDOW_MAX_PERIOD_MS ?
+	    (uint64_t)ttl * 1000 : WINDOW_MAX_PERIOD_MS;
+	return l;
 }
 
 bool
-pregreet_remembered(const char *ip, time_t now)
+pregreet_remembered(const char *ip, long long ttl)
 {
-	struct pass	*b = bucket(ip);
-	int		 i;
+	struct window_limit l = pass_limit(ttl);
 
-	for (i = 0; i < WAYS; i++)
-		if (b[i].until > now && strcmp(b[i].ip, ip) == 0)
-			return true;
-	return false;
+	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
+		return false;
+	return window_peek(pg_table, &l, ip, strlen(ip), window_now_ms()) > 0;
 }
 
 void
-pregreet_remember(const char *ip, time_t now, long long ttl)
+pregreet_remember(const char *ip, long long ttl)
 {
-	struct pass	*b = bucket(ip), *slot = &b[0];
-	int		 i;
+	struct window_limit l = pass_limit(ttl);
 
-	for (i = 0; i < WAYS; i++) {
-		if (strcmp(b[i].ip, ip) == 0) {
-			slot = &b[i];
-			break;
-		}
-		if (b[i].until < slot->until)
-			slot = &b[i];	/* expired or oldest */
-	}
-	snprintf(slot->ip, sizeof(slot->ip), "%s", ip);
-	slot->until = now + (time_t)ttl;
-}
-
-void
-pregreet_forget_all(void)
-{
-	memset(table, 0, sizeof(table));
+	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
+		return;
+	(void)window_take(pg_table, &l, ip, strlen(ip), 1, window_now_ms());
 }

@@ -65,6 +65,22 @@ def test_waiting_client_passes_and_is_remembered(make_moat):
     assert "event=pregreet result=waited" in m.log()
 
 
+def test_remembered_by_every_worker(make_moat):
+    """A client that waited once is greeted at once by whichever of two
+    workers takes its next connections (remembered per worker, each of
+    six would meet the teaser again on the other worker half the time)."""
+    m = make_moat(server=dict(WAIT, workers="2"))
+    c = Client(m.port)
+    code, lines = c.reply()
+    assert code == 220 and lines[0].startswith("220-")
+    c.cmd("QUIT", 221)
+    for _ in range(6):
+        c = Client(m.port)
+        assert first_line(c).startswith("220 ")
+        c.reply()
+        c.cmd("QUIT", 221)
+
+
 def test_non_smtp_commands_end_the_session(make_moat):
     m = make_moat()
     for line in ("GET / HTTP/1.0", "Subject: hello", "X-Mailer: bot"):
