@@ -140,7 +140,7 @@ FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
     src/smtp/data.c src/smtp/session.c src/smtp/command.c \
     src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c src/smtp/auth.c \
     src/smtp/auth_smtp.c src/smtp/auth_dovecot.c src/core/tpool.c \
-    src/smtp/pregreet.c
+    src/smtp/pregreet.c src/core/window.c
 SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl) \
     -largon2 -lcrypt -pthread
 
