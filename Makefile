@@ -61,7 +61,8 @@ $(BUILD)/moatd: $(BUILD)/src/daemon/main.o $(BUILD)/libmoat.a
 $(BUILD)/moatctl: $(BUILD)/src/cli/moatctl.o $(BUILD)/src/cli/json.o \
     $(BUILD)/src/cli/quarantine_cmd.o $(BUILD)/src/cli/services_cmd.o \
     $(BUILD)/src/cli/greylist_cmd.o $(BUILD)/src/cli/karma_cmd.o \
-    $(BUILD)/src/cli/ratelimit_cmd.o $(BUILD)/libmoat.a
+    $(BUILD)/src/cli/ratelimit_cmd.o $(BUILD)/src/cli/explain_cmd.o \
+    $(BUILD)/libmoat.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/filter_harness.h \
