@@ -401,8 +401,14 @@ dnsbl_tally(struct session *s, struct dnsbl_sess *ds)
 
 /* ---- zone health ------------------------------------------------------ */
 
+/* Sessions that wait for one zone's check: the one that started it and
+ * those that came while it ran (past this many, a session does not wait
+ * and the zone's listing, if any, is not counted for it). */
+#define HEALTH_WAITERS	64
+
 struct health {
-	uint64_t	 sid;		/* the session that waits for it */
+	uint64_t	 sid[HEALTH_WAITERS];	/* sessions waiting for it */
+	size_t		 nsid;
 	struct dnsbl_zone	*z;
 	struct dns_req	*listed, *clean;
 	int		 ok;		/* answers that were right */
@@ -432,17 +438,11 @@ health_done(const struct dns_answer *a, void *arg, bool want_listed,
 	h->z->checking = false;
 	h->z->hc = NULL;
 	h->z->checked = time(NULL);
-	if ((s = session_find(h->sid)) != NULL &&
-	    filter_data(s, &filter_dnsbl) != NULL)
-		filter_work_done(s, &filter_dnsbl);
 	if (h->tempfail) {
 		/* No answer is no verdict: the zone's state stays, and the
 		 * next session checks again. */
 		h->z->checked = 0;
-		free(h);
-		return;
-	}
-	if (h->ok == 2) {
+	} else if (h->ok == 2) {
 		if (h->z->health == -1)
 			log_msg(LVL_WARN, 0, "event=dnsbl_zone zone=%s "
 			    "state=back_in_service", h->z->name);
@@ -454,6 +454,12 @@ health_done(const struct dns_answer *a, void *arg, bool want_listed,
 			    "listed and 127.0.0.1 not\"", h->z->name);
 		h->z->health = -1;
 	}
+	/* The zone's state first: a waiting session's decision runs from
+	 * filter_work_done and must see it. */
+	for (i = 0; i < h->nsid; i++)
+		if ((s = session_find(h->sid[i])) != NULL &&
+		    filter_data(s, &filter_dnsbl) != NULL)
+			filter_work_done(s, &filter_dnsbl);
 	free(h);
 }
 
@@ -475,8 +481,10 @@ health_clean(const struct dns_answer *a, void *arg)
 	health_done(a, arg, false, h);
 }
 
-/* Starts a zone's health check when one is due (not while one runs);
- * the session that starts it waits for it as for its own lookups. */
+/* Starts a zone's health check when one is due; the session that starts
+ * it, and every session that comes while it runs, waits for it as for
+ * its own lookups (else a session just after a start could find its
+ * listing with the zone's health still unknown, and not count it). */
 static void
 health_maybe(struct session *s, struct dnsbl_state *st,
     struct dnsbl_zone *z)
@@ -485,13 +493,19 @@ health_maybe(struct session *s, struct dnsbl_state *st,
 	char		 name[300];
 	unsigned char	 two[4] = { 127, 0, 0, 2 }, one[4] = { 127, 0, 0, 1 };
 
-	if (z->checking || (z->health != 0 &&
-	    time(NULL) - z->checked < st->health_interval))
+	if (z->checking) {
+		if ((h = z->hc) != NULL && h->nsid < HEALTH_WAITERS) {
+			h->sid[h->nsid++] = s->id;
+			filter_work_add(s, &filter_dnsbl);
+		}
+		return;
+	}
+	if (z->health != 0 && time(NULL) - z->checked < st->health_interval)
 		return;
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return;
 	h->z = z;
-	h->sid = s->id;
+	h->sid[h->nsid++] = s->id;
 	z->checking = true;
 	z->hc = h;
 	filter_work_add(s, &filter_dnsbl);

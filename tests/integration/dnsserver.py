@@ -260,11 +260,14 @@ class SlowDNS:
     """A UDP DNS server on 127.0.0.1 that answers after `delay` seconds,
     or never when delay is None. zones: {name: {"A": ["192.0.2.1"],
     "TXT": ["text"]}} (A, AAAA, TXT); other names get NXDOMAIN, other
-    types NODATA. .queries counts what arrived."""
+    types NODATA; delays: {name: seconds} for names answered after their
+    own delay. .queries counts what arrived."""
 
-    def __init__(self, port=None, delay=10.0, zones=None):
+    def __init__(self, port=None, delay=10.0, zones=None, delays=None):
         self.addr = "127.0.0.1"
         self.delay = delay
+        self.delays = {k.rstrip(".").lower(): v
+                       for k, v in (delays or {}).items()}
         self.zones = {k.rstrip(".").lower(): v
                       for k, v in (zones or {}).items()}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -332,9 +335,11 @@ class SlowDNS:
                 continue
             try:
                 reply = self._answer(q)
+                delay = self.delays.get(read_name(q, 12)[0].lower(),
+                                        self.delay)
             except (ValueError, IndexError, struct.error):
                 continue
-            t = threading.Timer(self.delay, self._send, (reply, peer))
+            t = threading.Timer(delay, self._send, (reply, peer))
             t.daemon = True
             self._timers.append(t)
             t.start()

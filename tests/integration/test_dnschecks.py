@@ -164,6 +164,33 @@ def test_unhealthy_zone_out_of_service(make_moat, dns):
     assert rcpt(c, "alice@example.test")[0] == 250
 
 
+def test_session_during_a_health_check_waits_for_it(make_moat):
+    """A zone's first health check is started by the first session (here
+    one that leaves at once); a listed client arriving while it runs waits
+    for it too, so its listing counts. (It used not to: its listing met a
+    zone of unknown health and was not counted.)"""
+    zones = {"2.0.0.127.zen.bl.test": {"A": ["127.0.0.2"]},
+             "1.0.0.127.zen.bl.test": {},
+             "10.0.0.127.zen.bl.test": {"A": ["127.0.0.2"]}}
+    slow = {"2.0.0.127.zen.bl.test": 0.8, "1.0.0.127.zen.bl.test": 0.8}
+    dns = SlowDNS(delay=0, zones=zones, delays=slow)
+    try:
+        m = make_moat(workers=1, sections={
+            "pipeline": {"filters": "relay dnsbl recipients"},
+            "dns": {"resolver": dns.resolver, "timeout_ms": "3000",
+                    "tries": "1"},
+            "dnsbl": {"zones": "zen.bl.test*2"}})
+        first = connect(m.port, "127.0.0.11")   # starts the check
+        first.cmd("QUIT", 221)
+        first.close()
+        c = connect(m.port, "127.0.0.10")       # listed, check running
+        code, text = rcpt(c, "alice@example.test")
+        assert code == 554 and "zen.bl.test" in text, (code, text)
+        c.close()
+    finally:
+        dns.stop()
+
+
 def test_observe_mode(make_moat, dns):
     m = moat_with(make_moat, dns.resolver, dnsbl={"mode": "observe"})
     c = connect(m.port, "127.0.0.5")
