@@ -399,129 +399,23 @@ dnsbl_tally(struct session *s, struct dnsbl_sess *ds)
 	}
 }
 
-/* ---- zone health ------------------------------------------------------ */
+/* ---- zone health (zone_health.c) ------------------------------------- */
 
-/* Sessions that wait for one zone's check: the one that started it and
- * those that came while it ran (past this many, a session does not wait
- * and the zone's listing, if any, is not counted for it). */
-#define HEALTH_WAITERS	64
-
-struct health {
-	uint64_t	 sid[HEALTH_WAITERS];	/* sessions waiting for it */
-	size_t		 nsid;
-	struct dnsbl_zone	*z;
-	struct dns_req	*listed, *clean;
-	int		 ok;		/* answers that were right */
-	bool		 tempfail;	/* an answer did not come */
-	int		 in;
-};
-
-static void
-health_done(const struct dns_answer *a, void *arg, bool want_listed,
-    struct health *h)
-{
-	struct session	*s;
-	size_t		 i;
-	bool		 listed = false;
-
-	for (i = 0; a->status == DNS_OK && i < a->n; i++)
-		if (a->rr[i].family == AF_INET &&
-		    dnsbl_answer(h->z, a->rr[i].addr) == 1)
-			listed = true;
-	(void)arg;
-	if (a->status == DNS_TEMPFAIL)
-		h->tempfail = true;
-	else if (listed == want_listed)
-		h->ok++;
-	if (++h->in < 2)
-		return;
-	h->z->checking = false;
-	h->z->hc = NULL;
-	h->z->checked = time(NULL);
-	if (h->tempfail) {
-		/* No answer is no verdict: the zone's state stays, and the
-		 * next session checks again. */
-		h->z->checked = 0;
-	} else if (h->ok == 2) {
-		if (h->z->health == -1)
-			log_msg(LVL_WARN, 0, "event=dnsbl_zone zone=%s "
-			    "state=back_in_service", h->z->name);
-		h->z->health = 1;
-	} else {
-		if (h->z->health != -1)
-			log_msg(LVL_WARN, 0, "event=dnsbl_zone zone=%s "
-			    "state=out_of_service why=\"127.0.0.2 must be "
-			    "listed and 127.0.0.1 not\"", h->z->name);
-		h->z->health = -1;
-	}
-	/* The zone's state first: a waiting session's decision runs from
-	 * filter_work_done and must see it. */
-	for (i = 0; i < h->nsid; i++)
-		if ((s = session_find(h->sid[i])) != NULL &&
-		    filter_data(s, &filter_dnsbl) != NULL)
-			filter_work_done(s, &filter_dnsbl);
-	free(h);
-}
-
-static void
-health_listed(const struct dns_answer *a, void *arg)
-{
-	struct health *h = arg;
-
-	h->listed = NULL;
-	health_done(a, arg, true, h);
-}
-
-static void
-health_clean(const struct dns_answer *a, void *arg)
-{
-	struct health *h = arg;
-
-	h->clean = NULL;
-	health_done(a, arg, false, h);
-}
-
-/* Starts a zone's health check when one is due; the session that starts
- * it, and every session that comes while it runs, waits for it as for
- * its own lookups (else a session just after a start could find its
- * listing with the zone's health still unknown, and not count it). */
+/* Starts a zone's check when one is due, or joins the one running. */
 static void
 health_maybe(struct session *s, struct dnsbl_state *st,
     struct dnsbl_zone *z)
 {
-	struct health	*h;
-	char		 name[300];
+	char		 listed[300], clean[300];
 	unsigned char	 two[4] = { 127, 0, 0, 2 }, one[4] = { 127, 0, 0, 1 };
 
-	if (z->checking) {
-		if ((h = z->hc) != NULL && h->nsid < HEALTH_WAITERS) {
-			h->sid[h->nsid++] = s->id;
-			filter_work_add(s, &filter_dnsbl);
-		}
-		return;
-	}
-	if (z->health != 0 && time(NULL) - z->checked < st->health_interval)
-		return;
-	if ((h = calloc(1, sizeof(*h))) == NULL)
-		return;
-	h->z = z;
-	h->sid[h->nsid++] = s->id;
-	z->checking = true;
-	z->hc = h;
-	filter_work_add(s, &filter_dnsbl);
-	if (dns_reverse(AF_INET, two, z->name, name, sizeof(name)) == -1 ||
-	    (h->listed = dns_query(DNS_A, name, health_listed, h)) == NULL) {
-		z->checking = false;
-		z->hc = NULL;
-		filter_work_done(s, &filter_dnsbl);
-		free(h);
-		return;
-	}
-	if (dns_reverse(AF_INET, one, z->name, name, sizeof(name)) == -1 ||
-	    (h->clean = dns_query(DNS_A, name, health_clean, h)) == NULL) {
-		/* Counted as a failed answer. */
-		h->in++;
-	}
+	if (z->checking)
+		zone_health_join(s, &filter_dnsbl, z);
+	else if (zone_health_due(z, st->health_interval) &&
+	    dns_reverse(AF_INET, two, z->name, listed, sizeof(listed)) == 0 &&
+	    dns_reverse(AF_INET, one, z->name, clean, sizeof(clean)) == 0)
+		zone_health_start(s, &filter_dnsbl, z, listed, clean, "dnsbl",
+		    "127.0.0.2 must be listed and 127.0.0.1 not");
 }
 
 /* The refusal text: reply_text with its first %s the client address and

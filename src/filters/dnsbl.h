@@ -26,6 +26,24 @@ struct dnsbl_zone {
 	void		*hc;		/* the check in flight (reachable) */
 };
 
+struct session;
+struct filter;
+
+/*
+ * Zone health (zone_health.c): a check is due when none runs and the
+ * zone was never checked or not for interval seconds; start one with the
+ * name that must be listed and the one that must not (what: "dnsbl" or
+ * "rhsbl" for the log, why: the rule in words); a session that finds a
+ * check running joins it. Either way the session waits for it (filter
+ * work of f) and is resumed once the zone's state is set.
+ */
+bool	zone_health_due(const struct dnsbl_zone *, long long interval);
+void	zone_health_start(struct session *, const struct filter *f,
+	    struct dnsbl_zone *, const char *listed, const char *clean,
+	    const char *what, const char *why);
+void	zone_health_join(struct session *, const struct filter *f,
+	    struct dnsbl_zone *);
+
 /* One zone word: "name[=a.b.c.d][*weight]"; -1 with err on bad input. */
 int	dnsbl_parse_zone(const char *w, struct dnsbl_zone *, char *err,
 	    size_t errlen);

@@ -313,104 +313,22 @@ lookup_done(const struct dns_answer *a, void *arg)
 	filter_work_done(s, &filter_rhsbl);
 }
 
-/* ---- zone health (RFC 5782 §5) ------------------------------------------ */
+/* ---- zone health (RFC 5782 §5; zone_health.c) ------------------------- */
 
-struct health {
-	uint64_t		 sid;	/* the session that waits for it */
-	struct dnsbl_zone	*z;
-	struct dns_req		*listed, *clean;
-	int			 ok;	/* answers that were right */
-	bool			 tempfail;
-	int			 in;
-};
-
-static void
-health_done(const struct dns_answer *a, struct health *h, bool want_listed)
-{
-	struct session	*s;
-	size_t		 i;
-	bool		 listed = false;
-
-	for (i = 0; a->status == DNS_OK && i < a->n; i++)
-		if (a->rr[i].family == AF_INET &&
-		    dnsbl_answer(h->z, a->rr[i].addr) == 1)
-			listed = true;
-	if (a->status == DNS_TEMPFAIL)
-		h->tempfail = true;
-	else if (listed == want_listed)
-		h->ok++;
-	if (++h->in < 2)
-		return;
-	h->z->checking = false;
-	h->z->hc = NULL;
-	h->z->checked = time(NULL);
-	if ((s = session_find(h->sid)) != NULL &&
-	    filter_data(s, &filter_rhsbl) != NULL)
-		filter_work_done(s, &filter_rhsbl);
-	if (h->tempfail)
-		h->z->checked = 0;	/* no verdict: the next one asks */
-	else if (h->ok == 2) {
-		if (h->z->health == -1)
-			log_msg(LVL_WARN, 0, "event=rhsbl_zone zone=%s "
-			    "state=back_in_service", h->z->name);
-		h->z->health = 1;
-	} else {
-		if (h->z->health != -1)
-			log_msg(LVL_WARN, 0, "event=rhsbl_zone zone=%s "
-			    "state=out_of_service why=\"TEST must be listed "
-			    "and INVALID not\"", h->z->name);
-		h->z->health = -1;
-	}
-	free(h);
-}
-
-static void
-health_listed(const struct dns_answer *a, void *arg)
-{
-	struct health *h = arg;
-
-	h->listed = NULL;
-	health_done(a, h, true);
-}
-
-static void
-health_clean(const struct dns_answer *a, void *arg)
-{
-	struct health *h = arg;
-
-	h->clean = NULL;
-	health_done(a, h, false);
-}
-
-/* Starts a zone's health check when one is due (not while one runs);
- * the session that starts it waits for it as for its own lookups. */
+/* Starts a zone's check when one is due, or joins the one running. */
 static void
 health_maybe(struct session *s, struct rhsbl_state *st, struct dnsbl_zone *z)
 {
-	struct health	*h;
-	char		 name[DNS_NAME_MAX + 16];
+	char listed[DNS_NAME_MAX + 16], clean[DNS_NAME_MAX + 16];
 
-	if (z->checking || (z->health != 0 &&
-	    time(NULL) - z->checked < st->health_interval))
-		return;
-	if ((h = calloc(1, sizeof(*h))) == NULL)
-		return;
-	h->z = z;
-	h->sid = s->id;
-	z->checking = true;
-	z->hc = h;
-	filter_work_add(s, &filter_rhsbl);
-	snprintf(name, sizeof(name), "test.%s", z->name);
-	if ((h->listed = dns_query(DNS_A, name, health_listed, h)) == NULL) {
-		z->checking = false;
-		z->hc = NULL;
-		filter_work_done(s, &filter_rhsbl);
-		free(h);
-		return;
+	if (z->checking)
+		zone_health_join(s, &filter_rhsbl, z);
+	else if (zone_health_due(z, st->health_interval)) {
+		snprintf(listed, sizeof(listed), "test.%s", z->name);
+		snprintf(clean, sizeof(clean), "invalid.%s", z->name);
+		zone_health_start(s, &filter_rhsbl, z, listed, clean, "rhsbl",
+		    "TEST must be listed and INVALID not");
 	}
-	snprintf(name, sizeof(name), "invalid.%s", z->name);
-	if ((h->clean = dns_query(DNS_A, name, health_clean, h)) == NULL)
-		h->in++;	/* counted as a failed answer */
 }
 
 /* ---- sources ------------------------------------------------------------ */
