@@ -37,6 +37,7 @@ struct window_table {
 	size_t			 bytes;
 	bool			 mapped;
 	bool			 published;	/* cells are a file's */
+	bool			 evict;		/* full: evict, not allow */
 	char			 name[32];	/* "": not publishable */
 	struct window_table	*next;		/* w_named */
 };
@@ -132,6 +133,13 @@ window_table_new(size_t cells, bool shared)
 	return t;
 }
 
+void
+window_table_evict(struct window_table *t)
+{
+	if (t != NULL)
+		t->evict = true;
+}
+
 struct window_table *
 window_table_shared(const char *name, size_t cells)
 {
@@ -175,6 +183,8 @@ publish_one(struct window_table *t, const char *dir, char *err,
 	}
 	m = mmap(NULL, t->bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
+	if (m != MAP_FAILED)	/* before the rename: readers see a table */
+		memcpy(m, t->cells, t->bytes);
 	if (m == MAP_FAILED || rename(tmp, path) == -1) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		if (m != MAP_FAILED)
@@ -182,7 +192,6 @@ publish_one(struct window_table *t, const char *dir, char *err,
 		unlink(tmp);
 		return -1;
 	}
-	memcpy(m, t->cells, t->bytes);
 	munmap(t->cells, t->bytes);
 	t->cells = m;
 	t->published = true;
@@ -222,7 +231,7 @@ window_table_open(const char *path, char *err, size_t errlen)
 	}
 	n = (size_t)st.st_size / sizeof(struct cell);
 	if (st.st_size <= 0 || (size_t)st.st_size % sizeof(struct cell) ||
-	    (n & (n - 1)) != 0) {
+	    (n & (n - 1)) != 0 || n < 16) {
 		snprintf(err, errlen, "%s: not a window table", path);
 		close(fd);
 		return NULL;
@@ -303,8 +312,8 @@ hash_key(uint64_t seed, const struct window_limit *l, const void *key,
 static struct cell *
 cell_find(struct window_table *t, uint64_t h, uint64_t now_us, bool claim)
 {
-	struct cell	*c, *spare = NULL;
-	uint64_t	 k;
+	struct cell	*c, *spare = NULL, *oldest = NULL;
+	uint64_t	 k, sk = 0, tat, otat = UINT64_MAX, ok = 0;
 	size_t		 i;
 
 	for (i = 0; i < WINDOW_PROBE; i++) {
@@ -314,18 +323,39 @@ cell_find(struct window_table *t, uint64_t h, uint64_t now_us, bool claim)
 		k = __atomic_load_n(&c->key, __ATOMIC_ACQUIRE);
 		if (k == h)
 			return c;
-		if (spare == NULL && (k == 0 || __atomic_load_n(&c->tat,
-		    __ATOMIC_ACQUIRE) <= now_us))
+		tat = __atomic_load_n(&c->tat, __ATOMIC_ACQUIRE);
+		if (spare == NULL && (k == 0 || tat <= now_us)) {
 			spare = c;
+			sk = k;
+		}
+		if (tat < otat) {
+			oldest = c;
+			otat = tat;
+			ok = k;
+		}
 	}
-	if (!claim || spare == NULL)
+	if (!claim)
 		return NULL;
-	/* Another process may take the same spare: whoever swaps first
-	 * owns it, the other counts nothing this once. */
-	k = __atomic_load_n(&spare->key, __ATOMIC_ACQUIRE);
-	if (!__atomic_compare_exchange_n(&spare->key, &k, h, false,
+	if (spare == NULL) {
+		if (!t->evict || oldest == NULL)
+			return NULL;
+		/* Evicting: the key nearest to the end of its debt loses
+		 * its count, which starts anew for ours. */
+		spare = oldest;
+		sk = ok;
+	}
+	/* Another process may take the same cell: the swap succeeds only
+	 * against the key seen in the probe, so whoever swaps first owns
+	 * it and the other counts nothing this once. */
+	if (!__atomic_compare_exchange_n(&spare->key, &sk, h, false,
 	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return NULL;
+	/* The cell is ours: what its former key left is not our debt (it
+	 * took an event between the probe and the swap, or was evicted). */
+	tat = __atomic_load_n(&spare->tat, __ATOMIC_ACQUIRE);
+	if (tat > now_us)
+		(void)__atomic_compare_exchange_n(&spare->tat, &tat, now_us,
+		    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	return spare;
 }
 
@@ -367,6 +397,29 @@ window_take(struct window_table *t, const struct window_limit *l,
 	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
 	r.used = div_up(next - now, e);
 	return r;
+}
+
+void
+window_return(struct window_table *t, const struct window_limit *l,
+    const void *key, size_t keylen, unsigned cost, uint64_t now_ms)
+{
+	struct cell	*c;
+	uint64_t	 now = now_ms * 1000, e, old, next;
+
+	if (t == NULL || l->count == 0 || (c = cell_find(t, hash_key(t->seed,
+	    l, key, keylen), now, false)) == NULL)
+		return;
+	e = l->period_ms * 1000 / l->count;
+	if (e == 0)
+		e = 1;
+	old = __atomic_load_n(&c->tat, __ATOMIC_ACQUIRE);
+	do {
+		if (old <= now)
+			return;		/* no debt left to give back */
+		next = old - now > (uint64_t)cost * e ? old - (uint64_t)cost *
+		    e : now;
+	} while (!__atomic_compare_exchange_n(&c->tat, &old, next, false,
+	    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
 }
 
 uint64_t

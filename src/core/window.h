@@ -25,6 +25,11 @@
  * header, which window_table_open reads): a client choosing its sender
  * or recipient cannot aim keys at another key's cells to take them all.
  *
+ * A table set to evict (window_table_evict: memories, such as AUTH
+ * failures and pre-greeting passes, where a full table must not switch
+ * the check off) gives a new key the probed cell nearest to the end of
+ * its debt instead.
+ *
  * Invariants: a cell whose TAT is in the past holds no debt and may be
  * taken by another key; a key probes at most WINDOW_PROBE cells; with
  * none free the event is allowed (fail open, counted in `full`): a full
@@ -70,6 +75,9 @@ int	window_limit_parse(const char *, struct window_limit *, char *err,
  * shared with processes forked later when shared; NULL on failure. */
 struct window_table *window_table_new(size_t cells, bool shared);
 void	window_table_free(struct window_table *);
+/* A full probe evicts the cell nearest to the end of its debt instead of
+ * letting the event through uncounted. */
+void	window_table_evict(struct window_table *);
 /* window_table_new(cells, true) under a name (a file name's stem) that
  * window_publish() gives it. */
 struct window_table *window_table_shared(const char *name, size_t cells);
@@ -90,6 +98,10 @@ struct window_table *window_table_open(const char *path, char *err,
 struct window_result window_take(struct window_table *,
 	    const struct window_limit *, const void *key, size_t keylen,
 	    unsigned cost, uint64_t now_ms);
+/* Gives back cost events taken for key (a reservation that turned out
+ * not to be one), never below none. */
+void	window_return(struct window_table *, const struct window_limit *,
+	    const void *key, size_t keylen, unsigned cost, uint64_t now_ms);
 /* Events counted in the window now, without taking one. */
 uint64_t window_peek(struct window_table *, const struct window_limit *,
 	    const void *key, size_t keylen, uint64_t now_ms);

@@ -133,6 +133,41 @@ test_full_and_reuse(void **st)
 	window_table_free(t);
 }
 
+/* An evicting table never lets a key through uncounted: the newest key
+ * takes the cell nearest to the end of its debt. A reservation given
+ * back frees its event, never more. */
+static void
+test_evict_and_return(void **st)
+{
+	struct window_table	*t = window_table_new(16, false);
+	struct window_limit	 l = lim("2/10s");
+	struct window_result	 r;
+	char			 k[16];
+	int			 i;
+
+	(void)st;
+	window_table_evict(t);
+	for (i = 0; i < 40; i++) {
+		snprintf(k, sizeof(k), "k%d", i);
+		r = window_take(t, &l, k, strlen(k), 1, 5000 + i);
+		assert_true(r.allowed);
+		assert_false(r.full);
+		assert_int_equal(window_peek(t, &l, k, strlen(k), 5000 + i), 1);
+	}
+	/* k0 was evicted long ago: counted anew. */
+	assert_int_equal(window_peek(t, &l, "k0", 2, 5100), 0);
+	/* Two taken, one given back: one more fits, then no more. */
+	assert_true(window_take(t, &l, "r", 1, 1, 6000).allowed);
+	assert_true(window_take(t, &l, "r", 1, 1, 6000).allowed);
+	assert_false(window_take(t, &l, "r", 1, 1, 6000).allowed);
+	window_return(t, &l, "r", 1, 1, 6000);
+	assert_int_equal(window_peek(t, &l, "r", 1, 6000), 1);
+	window_return(t, &l, "r", 1, 1, 6000);
+	window_return(t, &l, "r", 1, 1, 6000);
+	assert_int_equal(window_peek(t, &l, "r", 1, 6000), 0);
+	window_table_free(t);
+}
+
 /* A table made before fork is one table for parent and child. */
 static void
 test_shared_fork(void **st)
@@ -212,6 +247,7 @@ main(void)
 		cmocka_unit_test(test_full_and_reuse),
 		cmocka_unit_test(test_shared_fork),
 		cmocka_unit_test(test_publish_open),
+		cmocka_unit_test(test_evict_and_return),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
