@@ -732,6 +732,10 @@ auth_finish(struct load_ctx *lc, char *err, size_t errlen)
 	else if (ac->fail_delay_max < ac->fail_delay)
 		snprintf(msg, sizeof(msg), "fail_delay_max is less than "
 		    "fail_delay");
+	else if (ac->failure_window * ac->max_failures_ip > 366LL * 86400)
+		snprintf(msg, sizeof(msg), "failure_window x max_failures_ip "
+		    "is past 366 days (a failure is forgotten every "
+		    "failure_window)");
 	else if (ac->kind == AUTH_FILE && (ac->db = auth_db_load(
 	    ac->passwd_file, msg, sizeof(msg))) == NULL && msg[0] == '\0')
 		snprintf(msg, sizeof(msg), "cannot load passwd_file");

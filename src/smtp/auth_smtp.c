@@ -56,6 +56,8 @@ struct auth_sasl {
 	struct auth_dovecot_req	*dreq;
 	char			 canon[AUTH_FIELD_MAX + 1]; /* backend's name */
 	const char		*why;		/* a temporary failure's */
+	bool			 reserved;	/* a failure taken for the
+						 * address while checking */
 	double			 verify_ms;
 	struct timespec		 t0;
 };
@@ -77,9 +79,29 @@ static struct window_table	*auth_fails;
 int
 auth_fail_table(void)
 {
-	if (auth_fails == NULL)
-		auth_fails = window_table_shared("auth", 8192);
+	if (auth_fails == NULL &&
+	    (auth_fails = window_table_shared("auth", 8192)) != NULL)
+		window_table_evict(auth_fails);	/* full must not mean off */
 	return auth_fails != NULL ? 0 : -1;
+}
+
+/* The address failures count against: an IPv4 address, an IPv6 /64
+ * (one host has a whole /64 to pick addresses from). */
+static size_t
+fail_key(const struct session *s, char *out, size_t n)
+{
+	unsigned char	a[16];
+	char		p[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET6, s->ip, a) == 1 && !(a[0] == 0 && a[1] == 0 &&
+	    a[10] == 0xff && a[11] == 0xff)) {
+		memset(a + 8, 0, 8);
+		if (inet_ntop(AF_INET6, a, p, sizeof(p)) != NULL &&
+		    (size_t)snprintf(out, n, "%s/64", p) < n)
+			return strlen(out);
+	}
+	snprintf(out, n, "%s", s->ip);
+	return strlen(out);
 }
 
 /* Each failure is a failure_window of debt: the count drops by one
@@ -107,16 +129,52 @@ mono_ms_since(const struct timespec *t0)
 	    (double)(now.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* The address's failures within failure_window, counted host-wide. */
+/* The address's failures, counted host-wide (under --stdio, each
+ * process has its own table: the limit is the session's). */
 static unsigned
 ip_failures(const struct session *s)
 {
-	struct window_limit l = fail_limit(s->conf->auth);
+	struct window_limit	l = fail_limit(s->conf->auth);
+	char			k[INET6_ADDRSTRLEN + 8];
+	size_t			n = fail_key(s, k, sizeof(k));
 
 	if (auth_fails == NULL)
-		(void)auth_fail_table();	/* --stdio: its own */
-	return (unsigned)window_peek(auth_fails, &l, s->ip, strlen(s->ip),
-	    window_now_ms());
+		(void)auth_fail_table();
+	return (unsigned)window_peek(auth_fails, &l, k, n, window_now_ms());
+}
+
+/*
+ * Takes one failure for the address before the check, so that parallel
+ * sessions cannot all guess while the count is below the limit; false
+ * when the address is at its limit. The unit is given back when the
+ * check does not fail (auth_step_done).
+ */
+static bool
+fail_reserve(struct session *s)
+{
+	struct window_limit	l = fail_limit(s->conf->auth);
+	struct window_result	r;
+	char			k[INET6_ADDRSTRLEN + 8];
+	size_t			n = fail_key(s, k, sizeof(k));
+
+	if (auth_fails == NULL)
+		(void)auth_fail_table();
+	r = window_take(auth_fails, &l, k, n, 1, window_now_ms());
+	s->sasl->reserved = r.allowed && !r.full;
+	return r.allowed;
+}
+
+static void
+fail_unreserve(struct session *s)
+{
+	struct window_limit	l = fail_limit(s->conf->auth);
+	char			k[INET6_ADDRSTRLEN + 8];
+	size_t			n = fail_key(s, k, sizeof(k));
+
+	if (!s->sasl->reserved)
+		return;
+	s->sasl->reserved = false;
+	window_return(auth_fails, &l, k, n, 1, window_now_ms());
 }
 
 /* A user name for the log: printable ASCII, quotes and backslashes
@@ -343,6 +401,16 @@ check_start(struct session *s)
 
 	if (s->state == ST_AUTH)
 		session_set_state(s, ST_HELO);
+	if (!fail_reserve(s)) {
+		explicit_bzero(s->sasl->cred.pass, sizeof(s->sasl->cred.pass));
+		log_msg(LVL_INFO, s->id, "event=auth_refused ip=%s "
+		    "reason=ip_failures", s->ip);
+		sasl_end(s);
+		reply(s, 421, "4.7.0", "%s Too many authentication failures, "
+		    "closing", s->conf->hostname);
+		session_quit(s);
+		return;
+	}
 	s->sasl->phase = SASL_CHECK;
 	clock_gettime(CLOCK_MONOTONIC, &s->sasl->t0);
 	session_wait(s, STAGE_AUTH);
@@ -521,16 +589,12 @@ static void
 check_failed(struct session *s)
 {
 	const struct auth_conf	*ac = s->conf->auth;
-	struct window_limit	 l = fail_limit(ac);
 	unsigned		 n, ipn;
 	long long		 delay;
 	char			 extra[128];
 
-	/* At the limit a take is refused, and the count stays the limit. */
-	if (auth_fails == NULL)
-		(void)auth_fail_table();
-	(void)window_take(auth_fails, &l, s->ip, strlen(s->ip), 1,
-	    window_now_ms());
+	/* The failure was taken before the check (fail_reserve). */
+	s->sasl->reserved = false;
 	ipn = ip_failures(s);
 	n = ++s->auth_failures > ipn ? s->auth_failures : ipn;
 	delay = fail_delay(ac, n);
@@ -582,6 +646,7 @@ auth_step_done(struct session *s, struct verdict v)
 		check_failed(s);
 		return;
 	}
+	fail_unreserve(s);	/* not a failed guess */
 	if (v.code == V_DEFER) {
 		snprintf(extra, sizeof(extra), " reason=%s", s->sasl->why !=
 		    NULL ? s->sasl->why : "backend");

@@ -239,6 +239,29 @@ def test_failures_per_address_shared_by_workers(tmp_path):
         m.stop()
 
 
+def test_parallel_guesses_meet_the_address_limit(tmp_path):
+    """Six sessions from one address send their AUTH at the same moment:
+    only max_failures_ip (3) passwords are checked, the other sessions
+    are refused before any check (each check reserves its failure), and
+    as the three checked fail the address is at its limit: all 421."""
+    m = make_moat(tmp_path, auth={"max_failures": "10",
+                                  "max_failures_ip": "3",
+                                  "failure_window": "600"}).start()
+    try:
+        cs = [tls_ehlo(m.port)[0] for _ in range(6)]
+        for c in cs:
+            c.send("AUTH PLAIN " + plain("alice", "wrong") + "\r\n")
+        codes = sorted(c.reply()[0] for c in cs)
+        for c in cs:
+            c.close()
+        assert codes == [421] * 6, codes
+        log = m.log()
+        assert log.count("result=fail") == 3, log
+        assert log.count("event=auth_refused") == 3, log
+    finally:
+        m.stop()
+
+
 def test_submission_port(moat):
     # Plain submission: STARTTLS, then AUTH before MAIL.
     c = Client(moat.sub_port)
