@@ -5,10 +5,14 @@
  * once is greeted at once by whichever worker the kernel hands it next.
  * A pass is one event of a limit of one per ttl: the cell's TAT is the
  * end of the pass, and a peek that finds it in the future finds the
- * pass. Bounded (PREGREET_CACHE cells, no allocation per client); an
- * attacker cycling addresses can only fill it, which costs clients one
- * more wait, never a refusal. A restart forgets (hot state).
+ * pass. Bounded (PREGREET_CACHE cells, no allocation per client); when
+ * the cells a new pass may take are all held, the pass nearest to its
+ * end makes room, so an attacker cycling addresses costs clients one
+ * more wait, never the memory itself. An IPv6 client is remembered by
+ * its /64. A restart forgets (hot state).
  */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/window.h"
@@ -19,8 +23,9 @@ static struct window_table *pg_table;
 int
 pregreet_table(void)
 {
-	if (pg_table == NULL)
-		pg_table = window_table_shared("pregreet", PREGREET_CACHE);
+	if (pg_table == NULL && (pg_table = window_table_shared("pregreet",
+	    PREGREET_CACHE)) != NULL)
+		window_table_evict(pg_table);	/* full: the oldest pass goes */
 	return pg_table != NULL ? 0 : -1;
 }
 
@@ -35,22 +40,45 @@ pass_limit(long long ttl)
 	return l;
 }
 
+/* The key: an IPv4 address, an IPv6 /64. */
+static size_t
+pass_key(const char *ip, char *out, size_t n)
+{
+	unsigned char	a[16];
+	char		p[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET6, ip, a) == 1) {
+		memset(a + 8, 0, 8);
+		if (inet_ntop(AF_INET6, a, p, sizeof(p)) != NULL &&
+		    (size_t)snprintf(out, n, "%s/64", p) < n)
+			return strlen(out);
+	}
+	snprintf(out, n, "%s", ip);
+	return strlen(out);
+}
+
 bool
 pregreet_remembered(const char *ip, long long ttl)
 {
-	struct window_limit l = pass_limit(ttl);
+	struct window_limit	l = pass_limit(ttl);
+	char			k[INET6_ADDRSTRLEN + 8];
+	size_t			n;
 
 	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
 		return false;
-	return window_peek(pg_table, &l, ip, strlen(ip), window_now_ms()) > 0;
+	n = pass_key(ip, k, sizeof(k));
+	return window_peek(pg_table, &l, k, n, window_now_ms()) > 0;
 }
 
 void
 pregreet_remember(const char *ip, long long ttl)
 {
-	struct window_limit l = pass_limit(ttl);
+	struct window_limit	l = pass_limit(ttl);
+	char			k[INET6_ADDRSTRLEN + 8];
+	size_t			n;
 
 	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
 		return;
-	(void)window_take(pg_table, &l, ip, strlen(ip), 1, window_now_ms());
+	n = pass_key(ip, k, sizeof(k));
+	(void)window_take(pg_table, &l, k, n, 1, window_now_ms());
 }
