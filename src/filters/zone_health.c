@@ -5,8 +5,9 @@
  * listings are not counted) until a check passes again.
  *
  * One check per zone and worker at a time, every health_interval. The
- * session that starts it, and every session that asks while it runs (up
- * to ZH_WAITERS), wait for it as for their own lookups (filter work), so
+ * session that starts it, and every session that asks while it runs,
+ * wait for it as for their own lookups (filter work; a list that grows,
+ * bounded by the worker's sessions), so
  * no decision meets a zone whose health is still unknown just after a
  * start. Invariant: the zone's state is set before the waiting sessions
  * are resumed (their decision runs from filter_work_done). A session
@@ -22,11 +23,9 @@
 #include "dnsbl.h"
 #include "filter.h"
 
-#define ZH_WAITERS	64
-
 struct zone_check {
-	uint64_t		 sid[ZH_WAITERS];	/* sessions waiting */
-	size_t			 nsid;
+	uint64_t		*sid;		/* sessions waiting */
+	size_t			 nsid, cap;
 	const struct filter	*f;
 	struct dnsbl_zone	*z;
 	const char		*what, *why;		/* for the log */
@@ -75,6 +74,7 @@ check_done(const struct dns_answer *a, struct zone_check *h,
 		if ((s = session_find(h->sid[i])) != NULL &&
 		    filter_data(s, h->f) != NULL)
 			filter_work_done(s, h->f);
+	free(h->sid);
 	free(h);
 }
 
@@ -103,16 +103,32 @@ zone_health_due(const struct dnsbl_zone *z, long long interval)
 	    time(NULL) - z->checked >= interval);
 }
 
+/* Adds s to the sessions waiting for h; false when out of memory. */
+static bool
+waiter_add(struct zone_check *h, const struct session *s)
+{
+	uint64_t	*n;
+	size_t		 cap;
+
+	if (h->nsid == h->cap) {
+		cap = h->cap != 0 ? h->cap * 2 : 8;
+		if ((n = reallocarray(h->sid, cap, sizeof(*n))) == NULL)
+			return false;
+		h->sid = n;
+		h->cap = cap;
+	}
+	h->sid[h->nsid++] = s->id;
+	return true;
+}
+
 void
 zone_health_join(struct session *s, const struct filter *f,
     struct dnsbl_zone *z)
 {
 	struct zone_check *h = z->hc;
 
-	if (!z->checking || h == NULL || h->nsid >= ZH_WAITERS)
-		return;
-	h->sid[h->nsid++] = s->id;
-	filter_work_add(s, f);
+	if (z->checking && h != NULL && waiter_add(h, s))
+		filter_work_add(s, f);
 }
 
 void
@@ -124,11 +140,14 @@ zone_health_start(struct session *s, const struct filter *f,
 
 	if (z->checking || (h = calloc(1, sizeof(*h))) == NULL)
 		return;
+	if (!waiter_add(h, s)) {
+		free(h);
+		return;
+	}
 	h->f = f;
 	h->z = z;
 	h->what = what;
 	h->why = why;
-	h->sid[h->nsid++] = s->id;
 	z->checking = true;
 	z->hc = h;
 	filter_work_add(s, f);
@@ -136,6 +155,7 @@ zone_health_start(struct session *s, const struct filter *f,
 		z->checking = false;
 		z->hc = NULL;
 		filter_work_done(s, f);
+		free(h->sid);
 		free(h);
 		return;
 	}
