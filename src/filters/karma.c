@@ -659,7 +659,8 @@ has_evidence(const struct session *s, const char *filter, const char *name)
 /*
  * True when a rate limit keyed on the client itself refused it. Limits
  * keyed on what a third party controls (a sender address or domain, a
- * recipient, the bounce hold) are not the client's misbehaviour: a
+ * recipient, the bounce hold, the client's whole /24) are not the
+ * client's misbehaviour: a
  * botnet forging @example.com senders must not get example.com's own
  * servers blocked, nor a joe-job the servers that bounce it.
  */
@@ -667,7 +668,7 @@ static bool
 client_limited(const struct session *s)
 {
 	static const char *const own[] = { "in_connections", "in_messages",
-	    "in_recipients", "in_net_messages" };
+	    "in_recipients" };
 	size_t i, k;
 
 	if (s->sev == NULL)
