@@ -17,7 +17,7 @@ LDLIBS  += $(shell pkg-config --libs $(LINK_PKGS) 2>/dev/null) -lcdb -lm \
 BUILD   ?= build
 
 CORE    := src/core/buf.c src/core/log.c src/core/config.c src/core/lists.c \
-           src/core/window.c \
+           src/core/window.c src/core/addr.c \
            src/core/tpool.c src/core/dns.c src/core/memtrim.c src/core/svc.c
 SMTP    := src/smtp/parse.c src/smtp/data.c src/smtp/session.c \
            src/smtp/command.c src/smtp/txnlog.c src/smtp/tls.c \
@@ -141,7 +141,7 @@ FUZZ_SESSION := src/core/buf.c src/core/log.c src/smtp/parse.c \
     src/smtp/data.c src/smtp/session.c src/smtp/command.c \
     src/smtp/txnlog.c src/smtp/tls.c src/core/memtrim.c src/smtp/auth.c \
     src/smtp/auth_smtp.c src/smtp/auth_dovecot.c src/core/tpool.c \
-    src/smtp/pregreet.c src/core/window.c
+    src/smtp/pregreet.c src/core/window.c src/core/addr.c
 SESSION_LIBS = $(shell pkg-config --libs libevent libevent_openssl openssl) \
     -largon2 -lcrypt -pthread
 

@@ -53,6 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/addr.h"
 #include "../core/config.h"
 #include "../core/lists.h"
 #include "../core/log.h"
@@ -248,36 +249,7 @@ karma_decide(const struct karma_rule *r, struct karma_tally y)
 int
 karma_client(const char *ip, char *out, size_t n)
 {
-	unsigned char	 a[16];
-	char		 v[INET6_ADDRSTRLEN + 4];
-	size_t		 len = strlen(ip);
-	bool		 slash = false;
-
-	if (len >= sizeof(v))
-		return -1;
-	memcpy(v, ip, len + 1);
-	if (len > 3 && strcmp(v + len - 3, "/64") == 0) {
-		v[len - 3] = '\0';	/* a name karma_client made */
-		slash = true;
-	}
-	if (!slash && inet_pton(AF_INET, v, a) == 1) {
-		if (inet_ntop(AF_INET, a, out, (socklen_t)n) == NULL)
-			return -1;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, v, a) != 1)
-		return -1;
-	if (!slash && memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0) {
-		if (inet_ntop(AF_INET, a + 12, out, (socklen_t)n) == NULL)
-			return -1;
-		return 0;
-	}
-	memset(a + 8, 0, 8);
-	if (inet_ntop(AF_INET6, a, v, sizeof(v)) == NULL)
-		return -1;
-	if ((size_t)snprintf(out, n, "%s/64", v) >= n)
-		return -1;
-	return 0;
+	return addr_client(ip, out, n);
 }
 
 int

@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "../core/addr.h"
 #include "../core/log.h"
 #include "../core/tpool.h"
 #include "../core/window.h"
@@ -85,22 +86,12 @@ auth_fail_table(void)
 	return auth_fails != NULL ? 0 : -1;
 }
 
-/* The address failures count against: an IPv4 address, an IPv6 /64
- * (one host has a whole /64 to pick addresses from). */
+/* The name an address's failures count under (addr.h: IPv6 by /64). */
 static size_t
 fail_key(const struct session *s, char *out, size_t n)
 {
-	unsigned char	a[16];
-	char		p[INET6_ADDRSTRLEN];
-
-	if (inet_pton(AF_INET6, s->ip, a) == 1 && !(a[0] == 0 && a[1] == 0 &&
-	    a[10] == 0xff && a[11] == 0xff)) {
-		memset(a + 8, 0, 8);
-		if (inet_ntop(AF_INET6, a, p, sizeof(p)) != NULL &&
-		    (size_t)snprintf(out, n, "%s/64", p) < n)
-			return strlen(out);
-	}
-	snprintf(out, n, "%s", s->ip);
+	if (addr_client(s->ip, out, n) == -1)
+		snprintf(out, n, "%s", s->ip);
 	return strlen(out);
 }
 
@@ -135,7 +126,7 @@ static unsigned
 ip_failures(const struct session *s)
 {
 	struct window_limit	l = fail_limit(s->conf->auth);
-	char			k[INET6_ADDRSTRLEN + 8];
+	char			k[ADDR_CLIENT_MAX];
 	size_t			n = fail_key(s, k, sizeof(k));
 
 	if (auth_fails == NULL)
@@ -154,7 +145,7 @@ fail_reserve(struct session *s)
 {
 	struct window_limit	l = fail_limit(s->conf->auth);
 	struct window_result	r;
-	char			k[INET6_ADDRSTRLEN + 8];
+	char			k[ADDR_CLIENT_MAX];
 	size_t			n = fail_key(s, k, sizeof(k));
 
 	if (auth_fails == NULL)
@@ -168,7 +159,7 @@ static void
 fail_unreserve(struct session *s)
 {
 	struct window_limit	l = fail_limit(s->conf->auth);
-	char			k[INET6_ADDRSTRLEN + 8];
+	char			k[ADDR_CLIENT_MAX];
 	size_t			n = fail_key(s, k, sizeof(k));
 
 	if (!s->sasl->reserved)

@@ -11,10 +11,10 @@
  * more wait, never the memory itself. An IPv6 client is remembered by
  * its /64. A restart forgets (hot state).
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/addr.h"
 #include "../core/window.h"
 #include "pregreet.h"
 
@@ -40,20 +40,12 @@ pass_limit(long long ttl)
 	return l;
 }
 
-/* The key: an IPv4 address, an IPv6 /64. */
+/* The key: addr.h's name (an IPv6 client by its /64). */
 static size_t
 pass_key(const char *ip, char *out, size_t n)
 {
-	unsigned char	a[16];
-	char		p[INET6_ADDRSTRLEN];
-
-	if (inet_pton(AF_INET6, ip, a) == 1) {
-		memset(a + 8, 0, 8);
-		if (inet_ntop(AF_INET6, a, p, sizeof(p)) != NULL &&
-		    (size_t)snprintf(out, n, "%s/64", p) < n)
-			return strlen(out);
-	}
-	snprintf(out, n, "%s", ip);
+	if (addr_client(ip, out, n) == -1)
+		snprintf(out, n, "%s", ip);
 	return strlen(out);
 }
 
@@ -61,7 +53,7 @@ bool
 pregreet_remembered(const char *ip, long long ttl)
 {
 	struct window_limit	l = pass_limit(ttl);
-	char			k[INET6_ADDRSTRLEN + 8];
+	char			k[ADDR_CLIENT_MAX];
 	size_t			n;
 
 	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
@@ -74,7 +66,7 @@ void
 pregreet_remember(const char *ip, long long ttl)
 {
 	struct window_limit	l = pass_limit(ttl);
-	char			k[INET6_ADDRSTRLEN + 8];
+	char			k[ADDR_CLIENT_MAX];
 	size_t			n;
 
 	if (ttl <= 0 || (pg_table == NULL && pregreet_table() == -1))
