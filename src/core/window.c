@@ -38,6 +38,7 @@ struct window_table {
 	bool			 mapped;
 	bool			 published;	/* cells are a file's */
 	bool			 evict;		/* full: evict, not allow */
+	unsigned		 refs;		/* named: its holders */
 	char			 name[32];	/* "": not publishable */
 	struct window_table	*next;		/* w_named */
 };
@@ -145,8 +146,14 @@ window_table_shared(const char *name, size_t cells)
 {
 	struct window_table *t;
 
+	for (t = w_named; t != NULL; t = t->next)
+		if (strcmp(t->name, name) == 0) {
+			t->refs++;
+			return t;
+		}
 	if ((t = window_table_new(cells, true)) == NULL)
 		return NULL;
+	t->refs = 1;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	t->next = w_named;
 	w_named = t;
@@ -259,7 +266,7 @@ window_table_free(struct window_table *t)
 {
 	struct window_table **pp;
 
-	if (t == NULL)
+	if (t == NULL || (t->refs > 1 && t->refs--))
 		return;
 	for (pp = &w_named; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == t) {

@@ -79,7 +79,10 @@ void	window_table_free(struct window_table *);
  * letting the event through uncounted. */
 void	window_table_evict(struct window_table *);
 /* window_table_new(cells, true) under a name (a file name's stem) that
- * window_publish() gives it. */
+ * window_publish() gives it; the table of that name when there is one
+ * already (every policy, and every configuration a reload loads, counts
+ * in the same cells). Each call is one reference: window_table_free()
+ * frees it with the last. */
 struct window_table *window_table_shared(const char *name, size_t cells);
 /* Moves every named table not yet published into dir/NAME.win (dir made
  * when missing); 0, or -1 with err set. The master calls it before

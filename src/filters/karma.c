@@ -90,6 +90,7 @@ struct karma_state {
 	struct karma_rule	rule;
 	struct strset		traps;
 	struct strset		trap_doms;	/* lower case */
+	struct window_table	*table;		/* "karma", shared */
 };
 
 /* Per session: the client's name, the transaction followed, what of the
@@ -115,8 +116,6 @@ struct karma_data {
 	char		text[LIMIT_REPLY_LINE + 1];
 };
 
-static struct window_table	*karma_table;
-static unsigned			 karma_refs;
 
 static const struct opt karma_opts[] = {
 	{ "attempts", OPT_INT, "10", 1, 100000,
@@ -435,11 +434,9 @@ karma_fini(void *state)
 		strset_free(&ks->traps);
 		strset_free(&ks->trap_doms);
 	}
+	if (ks != NULL)
+		window_table_free(ks->table);
 	free(ks);
-	if (karma_refs > 0 && --karma_refs == 0) {
-		window_table_free(karma_table);
-		karma_table = NULL;
-	}
 }
 
 static int
@@ -453,8 +450,7 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 	strset_init(&ks->traps);
 	strset_init(&ks->trap_doms);
 	*state = ks;
-	if (karma_table == NULL && (karma_table =
-	    window_table_shared("karma", KARMA_CELLS)) == NULL) {
+	if ((ks->table = window_table_shared("karma", KARMA_CELLS)) == NULL) {
 		snprintf(err, errlen, "cannot map the karma table");
 		strset_free(&ks->traps);
 		strset_free(&ks->trap_doms);
@@ -462,7 +458,6 @@ karma_init(const void *vconf, void **state, char *err, size_t errlen)
 		*state = NULL;
 		return -1;
 	}
-	karma_refs++;
 	karma_rule_of(conf, &ks->rule);
 	if (conf->greytraps != NULL && conf->greytraps[0] != '\0' &&
 	    strset_load(&ks->traps, conf->greytraps, err, errlen) == -1)
@@ -714,7 +709,7 @@ karma_settle(struct filter_call *c, struct karma_data *d, bool ending)
 	if (good + bad == 0)
 		return;
 	d->counted += bad;
-	y = karma_count(karma_table, &ks->rule, d->client, strlen(d->client),
+	y = karma_count(ks->table, &ks->rule, d->client, strlen(d->client),
 	    good, bad, window_now_ms());
 	log_msg(LVL_DEBUG, c->s->id, "event=karma client=%s good=%u bad=%u "
 	    "why=%s window_total=%.1f window_bad=%.1f", d->client, good, bad,
@@ -870,7 +865,7 @@ karma_history(struct filter_call *c, struct karma_data *d)
 	struct karma_tally		 y;
 	int				 good, bad;
 
-	y = karma_count(karma_table, &ks->rule, d->client, strlen(d->client),
+	y = karma_count(ks->table, &ks->rule, d->client, strlen(d->client),
 	    0, 0, window_now_ms());
 	bad = (int)ceil(y.bad - 1e-9);
 	good = (int)floor(y.total - y.bad + 1e-9);

@@ -80,8 +80,9 @@ struct ratelimit_conf {
 };
 
 struct ratelimit_state {
-	struct window_limit	lim[RL_KINDS + 1];	/* + the hold */
-	bool			suspend;
+	struct window_limit	 lim[RL_KINDS + 1];	/* + the hold */
+	bool			 suspend;
+	struct window_table	*table;		/* "ratelimit", shared */
 };
 
 /* Per session: reply texts (they must outlive the hook, one per stage),
@@ -94,8 +95,6 @@ struct ratelimit_data {
 	unsigned	top_seq;
 };
 
-static struct window_table	*rl_table;
-static unsigned			 rl_refs;
 
 #define RL_OPT(k, i, h) { k, OPT_STR, "", 0, 0, \
 	offsetof(struct ratelimit_conf, limit) + (i) * sizeof(char *), h }
@@ -289,11 +288,11 @@ ratelimit_top_prefix(char *out, size_t n, time_t t)
 static void
 ratelimit_fini(void *state)
 {
-	free(state);
-	if (rl_refs > 0 && --rl_refs == 0) {
-		window_table_free(rl_table);
-		rl_table = NULL;
-	}
+	struct ratelimit_state *st = state;
+
+	if (st != NULL)
+		window_table_free(st->table);
+	free(st);
 }
 
 static int
@@ -307,14 +306,12 @@ ratelimit_init(const void *vconf, void **state, char *err, size_t errlen)
 	if ((st = calloc(1, sizeof(*st))) == NULL)
 		return -1;
 	*state = st;
-	if (rl_table == NULL && (rl_table = window_table_shared("ratelimit",
-	    RL_CELLS)) == NULL) {
+	if ((st->table = window_table_shared("ratelimit", RL_CELLS)) == NULL) {
 		snprintf(err, errlen, "cannot map the rate table");
 		free(st);
 		*state = NULL;
 		return -1;
 	}
-	rl_refs++;
 	for (i = 0; i < RL_KINDS; i++)
 		if (window_limit_parse(conf->limit[i], &st->lim[i], msg,
 		    sizeof(msg)) == -1) {
@@ -407,7 +404,7 @@ rl_take(struct filter_call *c, enum rl_kind k, const char *subject,
 	if (l->count == 0 || (n = ratelimit_key(key, sizeof(key), k,
 	    subject, user)) == 0)
 		return r;
-	r = window_take(rl_table, l, key, n, 1, window_now_ms());
+	r = window_take(rs->table, l, key, n, 1, window_now_ms());
 	if (r.allowed)
 		return r;
 	fmt_retry(retry, sizeof(retry), r.retry_ms);
@@ -637,16 +634,16 @@ rl_bounce(struct filter_call *c, const char *to)
 	if (rs->lim[RL_BOUNCE].count == 0 || (n = ratelimit_key(key,
 	    sizeof(key), RL_HOLD, to, false)) == 0)
 		return VERDICT(V_CONTINUE);
-	if (window_peek(rl_table, hold, key, n, now) == 0) {
+	if (window_peek(rs->table, hold, key, n, now) == 0) {
 		if (rl_take(c, RL_BOUNCE, to, false).allowed)
 			return VERDICT(V_CONTINUE);
 		/* The hold starts: its cell's TAT is where it ends. */
-		(void)window_take(rl_table, hold, key, n, 1, now);
+		(void)window_take(rs->table, hold, key, n, 1, now);
 		log_msg(LVL_INFO, c->s->id, "event=ratelimit action=hold "
 		    "rcpt=\"%s\" hold_s=%lld", to, conf->bounce_hold);
 	}
 	/* Refused while held: the retry time is the hold left. */
-	r = window_take(rl_table, hold, key, n, 1, now);
+	r = window_take(rs->table, hold, key, n, 1, now);
 	fmt_retry(left, sizeof(left), r.allowed ? hold->period_ms :
 	    r.retry_ms);
 	filter_evidence(c->s, &filter_ratelimit, "bounce_hold", 0, 0,

@@ -215,6 +215,15 @@ test_publish_open(void **st)
 	for (i = 0; i < 5; i++)
 		(void)window_take(t, &l, "user", 4, 1, now);
 	assert_int_equal(window_publish(dir, err, sizeof(err)), 0);
+	/* The same name is the same table (a second policy, a reload),
+	 * freed with its last holder. */
+	{
+		struct window_table *again = window_table_shared("unit", 16);
+
+		assert_ptr_equal(again, t);
+		window_table_free(again);
+		assert_int_equal(window_peek(t, &l, "user", 4, now), 5);
+	}
 	if ((pid = fork()) == 0) {
 		for (i = 0; i < 7; i++)
 			(void)window_take(t, &l, "user", 4, 1, now);
